@@ -1,0 +1,71 @@
+# batchdrop developer commands. `make test` is what CI runs; `make demo` shows the pipeline locally.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON_VERSION := $(shell cat .python-version)
+# pyenv's shim honours .python-version; otherwise take the interpreter of that version from PATH.
+PYTHON ?= $(shell command -v python$(PYTHON_VERSION) || command -v python3)
+VENV := .venv
+SAM_VENV := .venv-sam
+BIN := $(VENV)/bin
+PIP_QUIET := --quiet --disable-pip-version-check
+export AWS_DEFAULT_REGION ?= us-east-1
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: help dev lint typecheck cfn-lint sam-validate sam-build unit integration contract pytest test demo clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+# A stamp per requirements file makes `make dev` idempotent and quick when nothing changed.
+$(VENV)/.installed: requirements/dev.txt layers/batchdrop/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install $(PIP_QUIET) --upgrade pip
+	$(BIN)/pip install $(PIP_QUIET) -r requirements/dev.txt
+	touch $@
+
+$(SAM_VENV)/.installed: requirements/sam.txt
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install $(PIP_QUIET) --upgrade pip
+	$(SAM_VENV)/bin/pip install $(PIP_QUIET) -r requirements/sam.txt
+	touch $@
+
+dev: $(VENV)/.installed $(SAM_VENV)/.installed ## create both virtualenvs
+
+lint: $(VENV)/.installed ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.installed ## mypy --strict on the layer, the handlers and the local stack
+	$(BIN)/mypy layers/batchdrop/batchdrop functions/submit/app.py functions/poll/app.py local
+
+cfn-lint: $(VENV)/.installed ## cfn-lint template.yaml
+	$(BIN)/cfn-lint template.yaml
+
+sam-validate: $(SAM_VENV)/.installed ## sam validate --lint
+	$(SAM_VENV)/bin/sam validate --lint
+
+# sam build runs pip for the layer; the runtime's Python must come first on PATH.
+sam-build: $(SAM_VENV)/.installed ## sam build (layer and both functions)
+	PATH="$(dir $(realpath $(PYTHON))):$$PATH" $(SAM_VENV)/bin/sam build --cached
+
+unit: $(VENV)/.installed ## unit tests
+	$(BIN)/pytest tests/unit
+
+integration: $(VENV)/.installed ## moto + simulator tests
+	$(BIN)/pytest tests/integration
+
+contract: $(VENV)/.installed ## the openai SDK against the simulator
+	$(BIN)/pytest tests/contract
+
+pytest: $(VENV)/.installed ## the whole pytest suite
+	$(BIN)/pytest
+
+test: lint typecheck cfn-lint sam-validate sam-build pytest ## everything CI checks
+
+demo: $(VENV)/.installed ## run the whole pipeline locally (moto + the OpenAI simulator)
+	$(BIN)/python -m local.demo
+
+clean: ## remove build output and virtualenvs
+	rm -rf .aws-sam $(VENV) $(SAM_VENV) demo-output

@@ -1,0 +1,185 @@
+"""Just enough of the Lambda runtime to run batchdrop's handlers without Docker.
+
+A function is loaded the way template.yaml names it (CodeUri + Handler) into a fresh module, as a
+new execution environment would, and invoked asynchronously with the retries and the on-failure
+destination that the template configures.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+
+from local.template_stack import TEMPLATE, AsyncConfig, DeployedStack, load_template
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+@dataclass
+class LambdaContext:
+    """The attributes Powertools reads from a real Lambda context."""
+
+    function_name: str
+    memory_limit_in_mb: int = 512
+    timeout_seconds: int = 900
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    invoked_function_arn: str = ""
+    function_version: str = "$LATEST"
+    log_group_name: str = ""
+    log_stream_name: str = ""
+    _deadline: float = field(default=0.0, repr=False)
+
+    def __post_init__(self) -> None:
+        self._deadline = time.monotonic() + self.timeout_seconds
+        if not self.invoked_function_arn:
+            self.invoked_function_arn = (
+                f"arn:aws:lambda:us-east-1:123456789012:function:{self.function_name}"
+            )
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    logical_id: str
+    code_dir: Path
+    module: str
+    handler: str
+    timeout: int
+    memory: int
+
+
+def function_spec(logical_id: str, template_path: Path = TEMPLATE) -> FunctionSpec:
+    """Where a function's code lives and what it is given, read from the SAM template."""
+    template = load_template(template_path)
+    props = template["Resources"][logical_id]["Properties"]
+    defaults = template.get("Globals", {}).get("Function", {})
+    module, handler = props["Handler"].rsplit(".", 1)
+    return FunctionSpec(
+        logical_id=logical_id,
+        code_dir=template_path.parent / props["CodeUri"],
+        module=module,
+        handler=handler,
+        timeout=int(props.get("Timeout", defaults.get("Timeout", 3))),
+        memory=int(props.get("MemorySize", defaults.get("MemorySize", 128))),
+    )
+
+
+@contextmanager
+def environment(variables: Mapping[str, str]) -> Iterator[None]:
+    """Temporarily set process environment variables (a handler reads them at import)."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def load_function(spec: FunctionSpec, env: Mapping[str, str]) -> ModuleType:
+    """Import a handler module afresh, like a cold start in a new execution environment."""
+    path = spec.code_dir / f"{spec.module}.py"
+    # Named as Lambda names it ("app"), since libraries key state on the module name, but kept
+    # out of sys.modules so that every load is a separate execution environment.
+    module_spec = importlib.util.spec_from_file_location(spec.module, path)
+    if module_spec is None or module_spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(module_spec)
+    with environment(env):
+        module_spec.loader.exec_module(module)
+    return module
+
+
+@dataclass
+class Function:
+    """A loaded function: its handler, its spec and its environment."""
+
+    spec: FunctionSpec
+    module: ModuleType
+    env: dict[str, str]
+
+    @classmethod
+    def load(cls, stack: DeployedStack, logical_id: str, overrides: Mapping[str, str]) -> Function:
+        spec = function_spec(logical_id)
+        env = {
+            **stack.env(logical_id),
+            "AWS_LAMBDA_FUNCTION_NAME": stack.resource(logical_id),
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory),
+            **overrides,
+        }
+        return cls(spec, load_function(spec, env), env)
+
+    def invoke(self, event: dict[str, Any]) -> Any:
+        """A synchronous invocation: the handler's result, or its exception."""
+        context = LambdaContext(
+            function_name=self.spec.logical_id,
+            memory_limit_in_mb=self.spec.memory,
+            timeout_seconds=self.spec.timeout,
+        )
+        handler: Handler = getattr(self.module, self.spec.handler)
+        with environment(self.env):
+            return handler(event, context)
+
+    def invoke_async(
+        self,
+        event: dict[str, Any],
+        config: AsyncConfig,
+        session: boto3.session.Session | None = None,
+    ) -> AsyncResult:
+        """Lambda's asynchronous invocation: retried, then sent to the on-failure destination."""
+        attempts = config.max_retries + 1
+        error: BaseException | None = None
+        for _attempt in range(attempts):
+            try:
+                return AsyncResult(self.invoke(event), attempts=_attempt + 1)
+            except Exception as exc:
+                error = exc
+        assert error is not None
+        if config.on_failure_queue_url:
+            sqs = (session or boto3.session.Session()).client("sqs")
+            record = _failure_record(self.spec.logical_id, event, error, attempts)
+            sqs.send_message(QueueUrl=config.on_failure_queue_url, MessageBody=json.dumps(record))
+        return AsyncResult(None, attempts=attempts, error=error)
+
+
+@dataclass(frozen=True)
+class AsyncResult:
+    result: Any
+    attempts: int
+    error: BaseException | None = None
+
+
+def _failure_record(
+    function: str, event: dict[str, Any], error: BaseException, attempts: int
+) -> dict[str, Any]:
+    """The record Lambda sends to an on-failure destination."""
+    return {
+        "version": "1.0",
+        "timestamp": datetime.now(UTC).isoformat(),
+        "requestContext": {
+            "requestId": str(uuid.uuid4()),
+            "functionArn": f"arn:aws:lambda:us-east-1:123456789012:function:{function}",
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": attempts,
+        },
+        "requestPayload": event,
+        "responseContext": {"statusCode": 200, "functionError": "Unhandled"},
+        "responsePayload": {"errorType": type(error).__name__, "errorMessage": str(error)},
+    }
