@@ -1,0 +1,121 @@
+"""Scripted transport faults and the record of every call the server answered."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import overload
+
+FAULT_KINDS = ("429", "500", "502", "503", "drop", "latency")
+ANY_ROUTE = "*"
+
+
+@dataclass
+class Fault:
+    route: str  # "METHOD /v1/template" or "*"
+    kind: str
+    remaining: int
+    retry_after: float = 0.0
+    delay: float = 0.0
+
+    def matches(self, route: str) -> bool:
+        return self.route == ANY_ROUTE or self.route == route
+
+
+class FaultPlan:
+    """Faults for the next N matching calls, consumed first-injected-first."""
+
+    def __init__(self) -> None:
+        self._faults: list[Fault] = []
+        self._lock = threading.Lock()
+
+    def inject(
+        self,
+        route: str,
+        kind: str,
+        times: int = 1,
+        retry_after: float = 0,
+        delay: float = 0.0,
+    ) -> None:
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; expected one of {FAULT_KINDS}")
+        if times < 1:
+            raise ValueError("times must be at least 1")
+        if route != ANY_ROUTE and len(route.split(" ")) != 2:
+            raise ValueError('route must look like "GET /v1/batches/{batch_id}" or be "*"')
+        with self._lock:
+            self._faults.append(Fault(route, kind, times, float(retry_after), float(delay)))
+
+    def take(self, route: str) -> Fault | None:
+        """Consume one use of the oldest fault matching this route, if any."""
+        with self._lock:
+            for fault in self._faults:
+                if fault.matches(route):
+                    fault.remaining -= 1
+                    if fault.remaining == 0:
+                        self._faults.remove(fault)
+                    return fault
+        return None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    @property
+    def pending(self) -> list[Fault]:
+        with self._lock:
+            return list(self._faults)
+
+
+Call = tuple[str, str, int]  # (method, route template, status); status 0 = connection dropped
+
+
+class CallLog:
+    """Thread-safe, append-only, list-like record of calls in arrival order."""
+
+    def __init__(self) -> None:
+        self._calls: list[Call] = []
+        self._lock = threading.Lock()
+
+    def append(self, call: Call) -> None:
+        with self._lock:
+            self._calls.append(call)
+
+    def snapshot(self) -> list[Call]:
+        with self._lock:
+            return list(self._calls)
+
+    def count(self, route: str) -> int:
+        """Calls of "METHOD /v1/template" that got a 2xx."""
+        method, _, template = route.partition(" ")
+        return sum(
+            1
+            for m, t, status in self.snapshot()
+            if m == method and t == template and 200 <= status < 300
+        )
+
+    def clear(self) -> None:
+        with self._lock:
+            self._calls.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._calls)
+
+    @overload
+    def __getitem__(self, index: int) -> Call: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Call]: ...
+    def __getitem__(self, index: int | slice) -> Call | list[Call]:
+        with self._lock:
+            return self._calls[index]
+
+    def __iter__(self) -> Iterator[Call]:
+        return iter(self.snapshot())
+
+    def __eq__(self, other: object) -> bool:
+        return self.snapshot() == other
+
+    def __repr__(self) -> str:
+        return f"CallLog({self.snapshot()!r})"

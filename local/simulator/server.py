@@ -1,0 +1,196 @@
+"""The WSGI app (routing, auth, faults, call log, error envelope) and its loopback server."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Map, Rule
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.wrappers import Response
+
+from . import errors
+from .faults import CallLog, FaultPlan
+from .handlers import Handlers
+from .multipart import SpoolingRequest
+
+log = logging.getLogger(__name__)
+
+# (method, OpenAI path template, Handlers method name)
+ROUTES = (
+    ("POST", "/v1/files", "create_file"),
+    ("GET", "/v1/files", "list_files"),
+    ("GET", "/v1/files/{file_id}", "retrieve_file"),
+    ("DELETE", "/v1/files/{file_id}", "delete_file"),
+    ("GET", "/v1/files/{file_id}/content", "file_content"),
+    ("POST", "/v1/uploads", "create_upload"),
+    ("POST", "/v1/uploads/{upload_id}/parts", "add_upload_part"),
+    ("POST", "/v1/uploads/{upload_id}/complete", "complete_upload"),
+    ("POST", "/v1/uploads/{upload_id}/cancel", "cancel_upload"),
+    ("POST", "/v1/batches", "create_batch"),
+    ("GET", "/v1/batches", "list_batches"),
+    ("GET", "/v1/batches/{batch_id}", "retrieve_batch"),
+    ("POST", "/v1/batches/{batch_id}/cancel", "cancel_batch"),
+)
+
+
+def build_url_map() -> Map:
+    rules = []
+    for method, template, name in ROUTES:
+        werkzeug_path = template.replace("{", "<").replace("}", ">")
+        rules.append(Rule(werkzeug_path, methods=[method], endpoint=(method, template, name)))
+    return Map(rules, strict_slashes=False)
+
+
+def json_response(
+    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> Response:
+    return Response(json.dumps(body), status=status, headers=headers, mimetype="application/json")
+
+
+def drop_connection(environ: dict[str, Any]) -> None:
+    """Reset the TCP connection so the client sees no response at all."""
+    sock = environ.get("werkzeug.socket")
+    if isinstance(sock, socket.socket):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.shutdown(socket.SHUT_RDWR)
+    # A ConnectionError is how werkzeug's handler learns the connection is gone.
+    raise ConnectionAbortedError("simulated connection drop")
+
+
+class SimulatorApp:
+    def __init__(
+        self,
+        handlers: Handlers,
+        api_key: str,
+        faults: FaultPlan,
+        calls: CallLog,
+        spool_dir: Path,
+        latency: Callable[[], float],
+    ) -> None:
+        self.handlers = handlers
+        self.api_key = api_key
+        self.faults = faults
+        self.calls = calls
+        self.spool_dir = spool_dir
+        self.latency = latency
+        self.urls = build_url_map().bind("127.0.0.1")
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        request = SpoolingRequest(environ, self.spool_dir)
+        method = request.method
+        template, name, params = self._match(request)
+        status = 0
+        try:
+            response = self._serve(request, method, template, name, params)
+            status = response.status_code
+            return response(environ, start_response)
+        finally:
+            self.calls.append((method, template, status))
+            request.discard_spooled()
+
+    def _match(self, request: SpoolingRequest) -> tuple[str, str | None, dict[str, Any]]:
+        try:
+            endpoint, params = self.urls.match(request.path, method=request.method)
+        except HTTPException:
+            return request.path, None, {}
+        _, template, name = endpoint
+        return str(template), str(name), dict(params)
+
+    def _serve(
+        self,
+        request: SpoolingRequest,
+        method: str,
+        template: str,
+        name: str | None,
+        params: dict[str, Any],
+    ) -> Response:
+        try:
+            self._apply_faults(request, f"{method} {template}")
+            self._authenticate(request)
+            if name is None:
+                raise errors.invalid_url(method, request.path)
+            result = getattr(self.handlers, name)(request, **params)
+        except errors.ApiError as failure:
+            return json_response(failure.status, failure.body(), failure.headers)
+        except ConnectionError:
+            raise
+        except Exception:
+            log.exception("simulator handler failed: %s %s", method, template)
+            crash = errors.server_error(500)
+            return json_response(crash.status, crash.body())
+        if isinstance(result, Response):
+            return result
+        return json_response(200, result)
+
+    def _apply_faults(self, request: SpoolingRequest, route: str) -> None:
+        """Persistent latency, then the next scripted fault for this route, if any."""
+        if (delay := self.latency()) > 0:
+            time.sleep(delay)
+        fault = self.faults.take(route)
+        if fault is None:
+            return
+        if fault.kind == "drop":
+            drop_connection(request.environ)
+        elif fault.kind == "latency":
+            time.sleep(fault.delay)
+        elif fault.kind == "429":
+            raise errors.rate_limited(fault.retry_after)
+        else:
+            raise errors.server_error(int(fault.kind))
+
+    def _authenticate(self, request: SpoolingRequest) -> None:
+        header = request.headers.get("Authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not given.strip():
+            raise errors.missing_api_key()
+        if not hmac.compare_digest(given.strip().encode(), self.api_key.encode()):
+            raise errors.incorrect_api_key(given.strip())
+
+
+class QuietRequestHandler(WSGIRequestHandler):
+    """No per-request access log lines: tests and benchmarks make thousands of calls."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+
+# How often serve_forever checks for shutdown; stop() waits up to this long.
+SHUTDOWN_POLL_SECONDS = 0.02
+
+
+class LoopbackServer:
+    def __init__(self, app: SimulatorApp, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._server: BaseWSGIServer = make_server(
+            host, port, app, threaded=True, request_handler=QuietRequestHandler
+        )
+        self._server.daemon_threads = True  # type: ignore[attr-defined]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": SHUTDOWN_POLL_SECONDS},
+            name="openai-batch-simulator",
+            daemon=True,
+        )
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_port)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)

@@ -1,0 +1,133 @@
+"""`BatchSimulator`: the facade tests, benchmarks and the demo use."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from .batches import BatchBook
+from .clock import Clock, ManualClock
+from .faults import CallLog, FaultPlan
+from .handlers import Handlers
+from .lifecycle import OutcomeQueue, Timings
+from .server import LoopbackServer, SimulatorApp
+from .store import FileStore, IdFactory
+
+
+class LiveBatches(Mapping[str, dict[str, Any]]):
+    """Read-only id -> Batch JSON, with each status computed when it is read."""
+
+    def __init__(self, book: BatchBook) -> None:
+        self._book = book
+
+    def __getitem__(self, batch_id: str) -> dict[str, Any]:
+        try:
+            record = self._book.get(batch_id)
+        except Exception:
+            raise KeyError(batch_id) from None
+        return self._book.render(record)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._book.ids_in_order())
+
+    def __len__(self) -> int:
+        return len(self._book.ids_in_order())
+
+
+class BatchSimulator:
+    def __init__(
+        self,
+        api_key: str = "sk-test",
+        clock: Clock | None = None,
+        seed: int = 0,
+        timings: Timings | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.api_key = api_key
+        self.clock: Any = clock if clock is not None else ManualClock()
+        self.seed = seed
+        self.timings = timings or Timings()
+        self.host = host
+        self.port = port
+        self.latency = 0.0
+        self.faults = FaultPlan()
+        self.outcomes = OutcomeQueue()
+        self.calls = CallLog()
+        self._root: Path | None = None
+        self._server: LoopbackServer | None = None
+        self._book: BatchBook | None = None
+        self._files: FileStore | None = None
+
+    # -- lifecycle of the server ---------------------------------------------------------
+
+    def start(self) -> Self:
+        if self._server is not None:
+            return self
+        self._root = Path(tempfile.mkdtemp(prefix="openai-batch-sim-"))
+        ids = IdFactory(self.seed)
+        self._files = FileStore(self._root, ids, self.clock)
+        self._book = BatchBook(self._files, ids, self.clock, self.timings, self.outcomes, self.seed)
+        app = SimulatorApp(
+            Handlers(self._files, self._book, self.clock),
+            api_key=self.api_key,
+            faults=self.faults,
+            calls=self.calls,
+            spool_dir=self._root,
+            latency=lambda: self.latency,
+        )
+        self._server = LoopbackServer(app, self.host, self.port)
+        self.port = self._server.port
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+        if self._root is not None:
+            shutil.rmtree(self._root, ignore_errors=True)
+            self._root = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the simulator is not running; call start() first")
+        return f"http://{self.host}:{self.port}/v1"
+
+    # -- test helpers --------------------------------------------------------------------
+
+    @property
+    def batches(self) -> Mapping[str, dict[str, Any]]:
+        return LiveBatches(self._require(self._book))
+
+    def release(self, batch_id: str) -> None:
+        """Let a stuck_validating / stuck_finalizing batch carry on from now."""
+        self._require(self._book).release(batch_id)
+
+    def file_bytes(self, file_id: str) -> bytes:
+        return self._require(self._files).get(file_id).path.read_bytes()
+
+    def count(self, route: str) -> int:
+        return self.calls.count(route)
+
+    @staticmethod
+    def _require[T](part: T | None) -> T:
+        if part is None:
+            raise RuntimeError("the simulator is not running; call start() first")
+        return part

@@ -1,0 +1,78 @@
+"""Files API: upload, retrieve, download, list, delete, and OpenAI's own upload checks."""
+
+from __future__ import annotations
+
+import io
+
+import openai
+import pytest
+from openai import OpenAI
+
+from local.simulator import BatchSimulator
+
+from .batch_inputs import chat_line, jsonl, upload
+
+
+def test_upload_retrieve_download_round_trip(sim: BatchSimulator, client: OpenAI) -> None:
+    content = jsonl([chat_line("a"), chat_line("b")])
+
+    created = upload(client, content, name="requests.jsonl")
+    fetched = client.files.retrieve(created.id)
+
+    assert created.id.startswith("file-")
+    assert (fetched.bytes, fetched.filename, fetched.purpose) == (
+        len(content),
+        "requests.jsonl",
+        "batch",
+    )
+    assert fetched.created_at == int(sim.clock.now())
+    assert fetched.expires_at == fetched.created_at + 30 * 24 * 3600
+    assert client.files.content(created.id).content == content
+    assert sim.file_bytes(created.id) == content
+
+
+def test_delete_returns_file_deleted_and_then_404(client: OpenAI) -> None:
+    created = upload(client, jsonl([chat_line("a")]))
+
+    deleted = client.files.delete(created.id)
+
+    assert (deleted.id, deleted.deleted, deleted.object) == (created.id, True, "file")
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.files.retrieve(created.id)
+    assert missing.value.body == {
+        "message": f"No such File object: {created.id}",
+        "type": "invalid_request_error",
+        "param": "id",
+        "code": None,
+    }
+    with pytest.raises(openai.NotFoundError):
+        client.files.content(created.id)
+    with pytest.raises(openai.NotFoundError):
+        client.files.delete(created.id)
+
+
+def test_batch_purpose_requires_jsonl_extension(client: OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as rejected:
+        client.files.create(file=("input.csv", io.BytesIO(b"a,b\n")), purpose="batch")
+    assert rejected.value.status_code == 400
+    assert "Must be .jsonl" in rejected.value.message
+    assert client.files.list().data == []
+
+
+def test_unknown_purpose_is_rejected(client: OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as rejected:
+        client.files.create(file=("x.jsonl", io.BytesIO(b"{}\n")), purpose="nonsense")  # type: ignore[arg-type]
+    assert rejected.value.body["param"] == "purpose"  # type: ignore[index]
+
+
+def test_list_files_newest_first_and_filtered_by_purpose(
+    sim: BatchSimulator, client: OpenAI
+) -> None:
+    first = upload(client, jsonl([chat_line("a")]))
+    sim.clock.advance(5)
+    second = upload(client, jsonl([chat_line("b")]))
+
+    listed = client.files.list(purpose="batch")
+
+    assert [f.id for f in listed.data] == [second.id, first.id]
+    assert client.files.list(purpose="fine-tune").data == []
