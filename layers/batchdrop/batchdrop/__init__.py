@@ -1,0 +1,1 @@
+"""batchdrop: validate a dropped OpenAI Batch API file and submit it."""

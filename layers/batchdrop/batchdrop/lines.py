@@ -1,0 +1,79 @@
+"""Split a binary stream into lines in constant memory, without trusting its contents."""
+
+from collections.abc import Iterator
+from typing import NamedTuple, Protocol
+
+DEFAULT_READ_BYTES = 1024 * 1024
+
+
+class Readable(Protocol):
+    """Anything with a bytes `read(n)`: an open binary file, BytesIO, a botocore StreamingBody."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+
+class Line(NamedTuple):
+    """One line of the stream, positioned by its byte offset in the raw stream.
+
+    `raw` excludes the line's b"\\n" but keeps any b"\\r"; it is None when the line was longer
+    than the caller's limit, in which case its bytes were skipped rather than held in memory.
+    `size` is the line's true length in the stream, including its b"\\n" when it has one.
+    """
+
+    number: int
+    offset: int
+    raw: bytes | None
+    size: int
+
+    @property
+    def too_long(self) -> bool:
+        return self.raw is None
+
+
+def iter_lines(
+    stream: Readable, *, max_line_bytes: int, read_size: int = DEFAULT_READ_BYTES
+) -> Iterator[Line]:
+    """Yield every line of `stream`, holding at most about `max_line_bytes + read_size` bytes.
+
+    A line whose content (without b"\\n") exceeds `max_line_bytes` is yielded with raw=None.
+    A final line without b"\\n" is yielded; a final b"\\n" does not start an empty extra line.
+    """
+    if max_line_bytes < 0 or read_size <= 0:
+        raise ValueError("max_line_bytes must be >= 0 and read_size > 0")
+    number = 0
+    line_offset = 0
+    # The current line's bytes seen so far, while it spans reads and is still within the limit.
+    pending: list[bytes] = []
+    pending_bytes = 0
+    overflowed = False
+    while chunk := stream.read(read_size):
+        pos = 0
+        while (newline := chunk.find(b"\n", pos)) >= 0:
+            length = pending_bytes + newline - pos
+            number += 1
+            if overflowed or length > max_line_bytes:
+                raw = None
+            elif pending:
+                pending.append(chunk[pos:newline])
+                raw = b"".join(pending)
+            else:
+                raw = chunk[pos:newline]
+            yield Line(number, line_offset, raw, length + 1)
+            line_offset += length + 1
+            pending.clear()
+            pending_bytes = 0
+            overflowed = False
+            pos = newline + 1
+        if pos < len(chunk):
+            pending_bytes += len(chunk) - pos
+            if overflowed:
+                continue
+            if pending_bytes > max_line_bytes:
+                # Past the limit nothing of this line is needed any more: drop it, keep counting.
+                overflowed = True
+                pending.clear()
+            else:
+                pending.append(chunk[pos:])
+    if pending_bytes:
+        raw = None if overflowed else b"".join(pending)
+        yield Line(number + 1, line_offset, raw, pending_bytes)

@@ -1,0 +1,476 @@
+"""Check a Batch API input file line by line and plan how to split it into batches.
+
+The plan names byte ranges of the raw object; the uploader streams each range and passes every
+line through `normalise_line`, which yields exactly the byte counts the plan declares.
+"""
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from batchdrop.lines import DEFAULT_READ_BYTES, Line, Readable, iter_lines
+
+SUPPORTED_ENDPOINTS = frozenset(
+    {
+        "/v1/responses",
+        "/v1/chat/completions",
+        "/v1/embeddings",
+        "/v1/completions",
+        "/v1/moderations",
+    }
+)
+# OpenAI's limits for one batch input file.
+MAX_REQUESTS_PER_BATCH = 50_000
+MAX_BATCH_BYTES = 200 * 1024 * 1024
+# OpenAI's limit for one part of a multipart (Uploads API) file upload.
+MAX_UPLOAD_PART_BYTES = 64 * 1024 * 1024
+# No model accepts a single request this large, and it caps the memory one line may take.
+MAX_LINE_BYTES = 10 * 1024 * 1024
+MAX_LISTED_PROBLEMS = 100
+
+UTF8_BOM = b"\xef\xbb\xbf"
+# Long custom_ids or model names are cut short in messages so the report stays readable.
+_QUOTED_VALUE_CHARS = 60
+
+
+def normalise_line(raw: bytes, *, at_file_start: bool) -> bytes:
+    """Return the bytes uploaded for one raw line (as yielded by `iter_lines`).
+
+    `at_file_start` is true only for the line at byte offset 0 of the original object, the one
+    place a UTF-8 BOM is tolerated. A trailing b"\\r" is dropped and a single b"\\n" appended.
+    """
+    return _content(raw, at_file_start) + b"\n"
+
+
+def normalised_lines(
+    stream: Readable,
+    *,
+    range_start: int,
+    max_line_bytes: int = MAX_LINE_BYTES,
+    read_size: int = DEFAULT_READ_BYTES,
+) -> Iterator[bytes]:
+    """Yield the normalised lines of a raw byte range that begins at `range_start`."""
+    for line in iter_lines(stream, max_line_bytes=max_line_bytes, read_size=read_size):
+        if line.raw is None:
+            raise ValueError(f"line at byte {range_start + line.offset} exceeds max_line_bytes")
+        yield normalise_line(line.raw, at_file_start=range_start + line.offset == 0)
+
+
+def _content(raw: bytes, at_file_start: bool) -> bytes:
+    if at_file_start and raw.startswith(UTF8_BOM):
+        raw = raw[len(UTF8_BOM) :]
+    if raw.endswith(b"\r"):
+        raw = raw[:-1]
+    return raw
+
+
+@dataclass(frozen=True)
+class Problem:
+    line: int
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Whole lines [start, end) of the raw object; `size` is their normalised length."""
+
+    start: int
+    end: int
+    size: int
+
+
+@dataclass(frozen=True)
+class Part:
+    """Whole lines [start, end) of the raw object that become one batch."""
+
+    index: int
+    first_line: int
+    line_count: int
+    start: int
+    end: int
+    size: int
+    chunks: tuple[Chunk, ...]
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    problems: tuple[Problem, ...]
+    problem_count: int
+    counts_by_code: dict[str, int]
+    request_count: int
+    raw_bytes: int
+    endpoint: str | None
+    model: str | None
+    parts: tuple[Part, ...]
+
+    @property
+    def ok(self) -> bool:
+        return self.problem_count == 0
+
+    @property
+    def truncated(self) -> bool:
+        return self.problem_count > len(self.problems)
+
+    def summary(self) -> str:
+        if self.ok:
+            batches = "1 batch" if len(self.parts) == 1 else f"{len(self.parts):,} batches"
+            return (
+                f"Valid: {_plural(self.request_count, 'request')} for model {self.model!r} on "
+                f"{self.endpoint} ({self.raw_bytes:,} bytes), to be sent as {batches}."
+            )
+        shown = " (the first ones are listed)" if self.truncated else ""
+        return (
+            f"Rejected: found {_plural(self.problem_count, 'problem')}{shown}; "
+            "fix them and upload the file again. Nothing was submitted."
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready report for the person who dropped the file."""
+        return {
+            "ok": self.ok,
+            "summary": self.summary(),
+            "request_count": self.request_count,
+            "raw_bytes": self.raw_bytes,
+            "endpoint": self.endpoint,
+            "model": self.model,
+            "problem_count": self.problem_count,
+            "counts_by_code": dict(sorted(self.counts_by_code.items())),
+            "truncated": self.truncated,
+            "problems": [
+                {"line": p.line, "code": p.code, "message": p.message} for p in self.problems
+            ],
+            "batches": [
+                {
+                    "index": part.index,
+                    "first_line": part.first_line,
+                    "line_count": part.line_count,
+                    "bytes": part.size,
+                }
+                for part in self.parts
+            ],
+        }
+
+
+@dataclass
+class _OpenChunk:
+    start: int
+    end: int
+    size: int
+
+    def close(self) -> Chunk:
+        return Chunk(self.start, self.end, self.size)
+
+
+@dataclass
+class _OpenPart:
+    index: int
+    first_line: int
+    start: int
+    line_count: int = 0
+    size: int = 0
+    chunks: list[Chunk] = field(default_factory=list)
+    chunk: _OpenChunk | None = None
+
+    def close(self) -> Part:
+        chunks = self.chunks + ([self.chunk.close()] if self.chunk else [])
+        end = chunks[-1].end if chunks else self.start
+        return Part(
+            self.index, self.first_line, self.line_count, self.start, end, self.size, tuple(chunks)
+        )
+
+
+class _SplitPlanner:
+    """Groups consecutive lines into parts, and each part's lines into upload chunks."""
+
+    def __init__(self, max_requests: int, max_batch_bytes: int, max_chunk_bytes: int) -> None:
+        self._max_requests = max_requests
+        self._max_batch_bytes = max_batch_bytes
+        self._max_chunk_bytes = max_chunk_bytes
+        self._closed: list[Part] = []
+        self._open: _OpenPart | None = None
+
+    def add(self, number: int, offset: int, raw_size: int, size: int) -> None:
+        part = self._open
+        if part and (
+            part.line_count + 1 > self._max_requests or part.size + size > self._max_batch_bytes
+        ):
+            self._closed.append(part.close())
+            part = None
+        if part is None:
+            part = self._open = _OpenPart(len(self._closed), number, offset)
+        chunk = part.chunk
+        if chunk and chunk.size + size > self._max_chunk_bytes:
+            part.chunks.append(chunk.close())
+            chunk = None
+        if chunk is None:
+            chunk = part.chunk = _OpenChunk(offset, offset, 0)
+        chunk.end = offset + raw_size
+        chunk.size += size
+        part.line_count += 1
+        part.size += size
+
+    def parts(self) -> tuple[Part, ...]:
+        tail = [self._open.close()] if self._open else []
+        return tuple(self._closed + tail)
+
+
+class Validator:
+    """Checks lines fed in order, keeping memory flat apart from one digest per custom_id."""
+
+    def __init__(
+        self,
+        *,
+        max_requests: int = MAX_REQUESTS_PER_BATCH,
+        max_batch_bytes: int = MAX_BATCH_BYTES,
+        max_upload_part_bytes: int = MAX_UPLOAD_PART_BYTES,
+        max_line_bytes: int = MAX_LINE_BYTES,
+        max_listed_problems: int = MAX_LISTED_PROBLEMS,
+    ) -> None:
+        # The longest acceptable line, normalised, must fit in one chunk, or no plan exists.
+        if max_requests < 1 or max_line_bytes + 1 > min(max_upload_part_bytes, max_batch_bytes):
+            raise ValueError(
+                "need max_requests >= 1 and max_line_bytes + 1 <= "
+                "min(max_upload_part_bytes, max_batch_bytes)"
+            )
+        self.max_line_bytes = max_line_bytes
+        self._max_listed = max_listed_problems
+        self._planner = _SplitPlanner(max_requests, max_batch_bytes, max_upload_part_bytes)
+        self._problems: list[Problem] = []
+        self._problem_count = 0
+        self._counts: dict[str, int] = {}
+        self._custom_ids: dict[bytes, int] = {}
+        self._line_count = 0
+        self._request_count = 0
+        self._raw_bytes = 0
+        self._endpoint: str | None = None
+        self._model: str | None = None
+        # Whitespace-only lines are forgiven at the end of the file, so judge them only once a
+        # later request shows they were in the middle. They are consecutive: a start suffices.
+        self._blank_run_start: int | None = None
+
+    def feed(self, line: Line) -> None:
+        if line.number != self._line_count + 1:
+            raise ValueError(f"expected line {self._line_count + 1}, got line {line.number}")
+        self._line_count = line.number
+        self._raw_bytes += line.size
+        if line.raw is None:
+            self._end_blank_run(line.number)
+            self._request_count += 1
+            self._report(
+                line.number,
+                "line_too_long",
+                f"{line.size:,} bytes long; a request line may be at most "
+                f"{self.max_line_bytes:,} bytes",
+            )
+            return
+        content = _content(line.raw, line.offset == 0)
+        if not content or content.isspace():
+            if self._blank_run_start is None:
+                self._blank_run_start = line.number
+            return
+        self._end_blank_run(line.number)
+        self._request_count += 1
+        self._planner.add(line.number, line.offset, line.size, len(content) + 1)
+        self._check_request(line.number, content)
+
+    def finish(self) -> ValidationReport:
+        """Report on everything fed so far; trailing whitespace-only lines are ignored."""
+        problems = list(self._problems)
+        counts = dict(self._counts)
+        problem_count = self._problem_count
+        if self._request_count == 0:
+            problem_count += 1
+            counts["empty_file"] = 1
+            problems.append(
+                Problem(1, "empty_file", "line 1: the file holds no requests (it is empty)")
+            )
+        return ValidationReport(
+            problems=tuple(problems[: self._max_listed]),
+            problem_count=problem_count,
+            counts_by_code=counts,
+            request_count=self._request_count,
+            raw_bytes=self._raw_bytes,
+            endpoint=self._endpoint,
+            model=self._model,
+            parts=self._planner.parts() if problem_count == 0 else (),
+        )
+
+    def _end_blank_run(self, number: int) -> None:
+        if self._blank_run_start is None:
+            return
+        for blank in range(self._blank_run_start, number):
+            self._report(blank, "blank_line", "blank line; remove it (one request per line)")
+        self._blank_run_start = None
+
+    def _report(self, number: int, code: str, detail: str) -> None:
+        self._problem_count += 1
+        self._counts[code] = self._counts.get(code, 0) + 1
+        if len(self._problems) < self._max_listed:
+            self._problems.append(Problem(number, code, f"line {number}: {detail}"))
+
+    def _check_request(self, number: int, content: bytes) -> None:
+        try:
+            text = content.decode("utf-8")
+        except UnicodeDecodeError as error:
+            byte = content[error.start]
+            self._report(
+                number,
+                "invalid_utf8",
+                f"not valid UTF-8 (byte 0x{byte:02x} at position {error.start + 1}); "
+                "save the file as UTF-8",
+            )
+            return
+        try:
+            request: object = json.loads(text, parse_constant=_reject_constant)
+        except ValueError as error:
+            detail = error.msg if isinstance(error, json.JSONDecodeError) else str(error)
+            where = f" at column {error.colno}" if isinstance(error, json.JSONDecodeError) else ""
+            self._report(number, "invalid_json", f"not valid JSON ({detail}{where})")
+            return
+        except RecursionError:
+            self._report(number, "invalid_json", "not valid JSON (nested too deeply)")
+            return
+        if not isinstance(request, dict):
+            self._report(
+                number,
+                "not_an_object",
+                f"must be a JSON object with custom_id, method, url and body, "
+                f"not a JSON {_json_type(request)}",
+            )
+            return
+        self._check_custom_id(number, request)
+        self._check_method(number, request)
+        self._check_url(number, request)
+        self._check_body(number, request)
+
+    def _check_custom_id(self, number: int, request: dict[str, object]) -> None:
+        if "custom_id" not in request:
+            self._report(number, "missing_custom_id", "custom_id is missing")
+            return
+        custom_id = request["custom_id"]
+        if not isinstance(custom_id, str):
+            self._report(
+                number,
+                "custom_id_not_string",
+                f"custom_id must be a string, not a JSON {_json_type(custom_id)}",
+            )
+            return
+        if not custom_id:
+            self._report(number, "empty_custom_id", "custom_id is empty")
+            return
+        # JSON escapes can produce lone surrogates; surrogatepass keeps them hashable.
+        digest = hashlib.blake2b(
+            custom_id.encode("utf-8", "surrogatepass"), digest_size=16
+        ).digest()
+        first = self._custom_ids.setdefault(digest, number)
+        if first != number:
+            self._report(
+                number,
+                "duplicate_custom_id",
+                f"custom_id {_quote(custom_id)} was already used on line {first}",
+            )
+
+    def _check_method(self, number: int, request: dict[str, object]) -> None:
+        method = request.get("method")
+        if method != "POST":
+            problem = "is missing" if "method" not in request else f"is {_quote(method)}"
+            self._report(number, "invalid_method", f'method {problem}; it must be "POST"')
+
+    def _check_url(self, number: int, request: dict[str, object]) -> None:
+        url = request.get("url")
+        if not isinstance(url, str) or url not in SUPPORTED_ENDPOINTS:
+            problem = "is missing" if "url" not in request else f"{_quote(url)} is not supported"
+            supported = ", ".join(sorted(SUPPORTED_ENDPOINTS))
+            self._report(number, "unsupported_url", f"url {problem}; use one of {supported}")
+        elif self._endpoint is None:
+            self._endpoint = url
+        elif url != self._endpoint:
+            self._report(
+                number,
+                "mixed_url",
+                f"url {url!r} differs from {self._endpoint!r} used by earlier lines; "
+                "a batch file must use one url",
+            )
+
+    def _check_body(self, number: int, request: dict[str, object]) -> None:
+        body = request.get("body")
+        if not isinstance(body, dict):
+            problem = "is missing" if "body" not in request else f"is a JSON {_json_type(body)}"
+            self._report(
+                number, "body_not_object", f"body {problem}; it must be a JSON object (the request)"
+            )
+            return
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            problem = "is missing" if "model" not in body else f"is {_quote(model)}"
+            self._report(
+                number, "missing_model", f"body.model {problem}; it must name a model, as a string"
+            )
+        elif self._model is None:
+            self._model = model
+        elif model != self._model:
+            self._report(
+                number,
+                "mixed_model",
+                f"model {_quote(model)} differs from {_quote(self._model)} used by earlier "
+                "lines; a batch file must use one model",
+            )
+
+
+def validate_stream(
+    stream: Readable,
+    *,
+    max_requests: int = MAX_REQUESTS_PER_BATCH,
+    max_batch_bytes: int = MAX_BATCH_BYTES,
+    max_upload_part_bytes: int = MAX_UPLOAD_PART_BYTES,
+    max_line_bytes: int = MAX_LINE_BYTES,
+    max_listed_problems: int = MAX_LISTED_PROBLEMS,
+    read_size: int = DEFAULT_READ_BYTES,
+) -> ValidationReport:
+    """Validate a whole stream and, when it is valid, plan its split into batches."""
+    validator = Validator(
+        max_requests=max_requests,
+        max_batch_bytes=max_batch_bytes,
+        max_upload_part_bytes=max_upload_part_bytes,
+        max_line_bytes=max_line_bytes,
+        max_listed_problems=max_listed_problems,
+    )
+    for line in iter_lines(stream, max_line_bytes=max_line_bytes, read_size=read_size):
+        validator.feed(line)
+    return validator.finish()
+
+
+def _reject_constant(name: str) -> object:
+    # Python's json accepts NaN and Infinity; standard JSON (and OpenAI) does not.
+    raise ValueError(f"{name} is not allowed in JSON")
+
+
+def _json_type(value: object) -> str:
+    match value:
+        case None:
+            return "null"
+        case bool():
+            return "boolean"
+        case int() | float():
+            return "number"
+        case str():
+            return "string"
+        case list():
+            return "array"
+        case _:
+            return "object"
+
+
+def _quote(value: object) -> str:
+    if not isinstance(value, str):
+        return json.dumps(value)[:_QUOTED_VALUE_CHARS]
+    if len(value) > _QUOTED_VALUE_CHARS:
+        return repr(value[:_QUOTED_VALUE_CHARS]) + "…"
+    return repr(value)
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
