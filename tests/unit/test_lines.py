@@ -26,7 +26,7 @@ def naive_lines(data: bytes, max_line_bytes: int) -> list[Line]:
 
 
 def seeded(seed: int) -> random.Random:
-    return random.Random(seed)  # noqa: S311 - reproducible test data, not secrets
+    return random.Random(seed)
 
 
 class TrickleStream:

@@ -64,7 +64,7 @@ def requests(count: int, *, pad: int = 0) -> list[bytes]:
 
 
 def seeded(seed: int) -> random.Random:
-    return random.Random(seed)  # noqa: S311 - reproducible test data, not secrets
+    return random.Random(seed)
 
 
 def validate(data: bytes, **limits: int) -> ValidationReport:

@@ -1,0 +1,16 @@
+"""boto3 clients built the standard way, so AWS_ENDPOINT_URL points the same code at moto."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+# Adaptive retries absorb throttling; the pool covers the poll function's thread pool.
+_CONFIG = Config(retries={"mode": "adaptive", "max_attempts": 5}, max_pool_connections=64)
+
+
+def client(service: str, session: boto3.session.Session | None = None) -> Any:
+    """A client with no hard-coded endpoint, region or credentials: the environment decides."""
+    return (session or boto3.session.Session()).client(service, config=_CONFIG)

@@ -1,0 +1,62 @@
+"""The words batchdrop speaks: the dropped object, the job it becomes and the batches it holds."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import PurePosixPath
+
+
+class JobStatus(StrEnum):
+    SUBMITTING = "submitting"  # claimed; files are being validated and uploaded
+    ACTIVE = "active"  # every batch is created on OpenAI; the poller tracks them
+    REJECTED = "rejected"  # the file was invalid; no batch was created
+    COMPLETED = "completed"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+
+# OpenAI batch statuses after which nothing changes any more.
+TERMINAL_BATCH_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
+
+
+@dataclass(frozen=True, slots=True)
+class SourceObject:
+    """One version of a dropped S3 object, as the S3 event names it."""
+
+    bucket: str
+    key: str
+    size: int
+    etag: str
+    sequencer: str
+    version_id: str | None = None
+
+    @property
+    def identity(self) -> str:
+        """What makes two deliveries the same upload: the version, or ETag + sequencer."""
+        version = self.version_id or f"{self.etag}:{self.sequencer}"
+        return f"s3://{self.bucket}/{self.key}#{version}"
+
+    @property
+    def job_id(self) -> str:
+        return hashlib.sha256(self.identity.encode()).hexdigest()[:16]
+
+    @property
+    def filename(self) -> str:
+        return PurePosixPath(self.key).name or "requests.jsonl"
+
+
+def relative_key(key: str, input_prefix: str) -> str:
+    """The key below the input prefix, used to place reports and results next to the input."""
+    return key[len(input_prefix) :] if key.startswith(input_prefix) else key
+
+
+def report_key(key: str, input_prefix: str) -> str:
+    return f"reports/{relative_key(key, input_prefix)}.report.json"
+
+
+def results_prefix(key: str, input_prefix: str) -> str:
+    stem = relative_key(key, input_prefix).removesuffix(".jsonl")
+    return f"results/{stem}/"

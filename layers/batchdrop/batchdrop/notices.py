@@ -1,0 +1,35 @@
+"""Exactly one email per job outcome, even across crashes and overlapping invocations."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from aws_lambda_powertools import Logger
+
+from batchdrop.notifier import Notice
+from batchdrop.store import JobStore
+
+logger = Logger(child=True)
+
+# Longer than any invocation (15 minutes), so a live publisher is never overtaken.
+CLAIM_LEASE_SECONDS = 20 * 60
+
+
+class Publisher(Protocol):
+    def publish(self, notice: Notice) -> str: ...
+
+
+class NoticeOutbox:
+    def __init__(self, store: JobStore, publisher: Publisher) -> None:
+        self._store = store
+        self._publisher = publisher
+
+    def send_once(self, job_id: str, kind: str, notice: Notice) -> bool:
+        """Publish `notice` unless this job's `kind` notice was already sent (or is being sent)."""
+        if not self._store.claim_notice(job_id, kind, CLAIM_LEASE_SECONDS):
+            logger.info("notice already sent or being sent", extra={"kind": kind})
+            return False
+        message_id = self._publisher.publish(notice)
+        self._store.mark_notice_sent(job_id, kind, message_id)
+        logger.info("notice sent", extra={"kind": kind, "message_id": message_id})
+        return True

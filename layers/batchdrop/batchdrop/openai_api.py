@@ -1,0 +1,307 @@
+"""The OpenAI Files, Uploads and Batches APIs over requests, with retries that survive faults.
+
+Bodies are streamed: an upload is described by a *factory* that re-opens its bytes, so a retry
+after a dropped connection sends the same bytes again without ever holding them in memory.
+urllib3's own Retry cannot re-open a streamed body, which is why the retry loop lives here.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+JSON = dict[str, Any]
+BodyFactory = Callable[[], Iterable[bytes]]
+
+# 429 is retried unless it means the account is out of money (retrying cannot fix that).
+_RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+_TRANSIENT_ERRORS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+)
+
+
+class OpenAIError(Exception):
+    """OpenAI refused a request; the message is OpenAI's own, with the API key redacted."""
+
+    def __init__(self, status: int | None, code: str | None, message: str) -> None:
+        super().__init__(f"OpenAI API error {status} ({code}): {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+    @property
+    def retryable(self) -> bool:
+        return self.status is None or (
+            self.status in _RETRYABLE_STATUS and self.code != "insufficient_quota"
+        )
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Capped exponential backoff with full jitter; a longer Retry-After from the server wins."""
+
+    attempts: int = 6
+    base_delay: float = 0.5
+    max_delay: float = 20.0
+    sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        backoff = random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))  # noqa: S311
+        if retry_after is None:
+            return backoff
+        return min(max(retry_after, backoff), self.max_delay * 3)
+
+
+class OpenAIBatchAPI:
+    """The subset of the OpenAI API that batch jobs need."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: Callable[[], str],
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: tuple[float, float] = (5.0, 120.0),
+        session: requests.Session | None = None,
+    ) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self._retry = retry or RetryPolicy()
+        self._timeout = timeout
+        self._session = session or requests.Session()
+
+    # --- files ---------------------------------------------------------------------------------
+
+    def upload_file(self, filename: str, size: int, body: BodyFactory) -> JSON:
+        """POST /files with purpose=batch, streaming `size` bytes from `body()`."""
+        return self._multipart("/files", {"purpose": "batch"}, "file", filename, size, body)
+
+    def retrieve_file(self, file_id: str) -> JSON:
+        return self._json("GET", f"/files/{file_id}")
+
+    def delete_file(self, file_id: str) -> JSON:
+        return self._json("DELETE", f"/files/{file_id}")
+
+    @contextmanager
+    def file_content(self, file_id: str) -> Iterator[requests.Response]:
+        """The file's bytes as a streamed response (read with `iter_content`)."""
+        response = self._send("GET", f"/files/{file_id}/content", stream=True)
+        try:
+            yield response
+        finally:
+            response.close()
+
+    # --- uploads (files over 64 MB) ------------------------------------------------------------
+
+    def create_upload(self, filename: str, size: int) -> JSON:
+        payload = {
+            "purpose": "batch",
+            "filename": filename,
+            "bytes": size,
+            "mime_type": "application/jsonl",
+        }
+        return self._json("POST", "/uploads", payload)
+
+    def add_upload_part(self, upload_id: str, size: int, body: BodyFactory) -> JSON:
+        return self._multipart(f"/uploads/{upload_id}/parts", {}, "data", "part", size, body)
+
+    def complete_upload(self, upload_id: str, part_ids: list[str]) -> JSON:
+        return self._json("POST", f"/uploads/{upload_id}/complete", {"part_ids": part_ids})
+
+    def cancel_upload(self, upload_id: str) -> JSON:
+        return self._json("POST", f"/uploads/{upload_id}/cancel")
+
+    # --- batches -------------------------------------------------------------------------------
+
+    def create_batch(self, input_file_id: str, endpoint: str, metadata: Mapping[str, str]) -> JSON:
+        """Create a batch. Failures after which the batch may exist anyway (a dropped connection,
+        a timeout, a 5xx) are raised at once: only the caller can tell, by its metadata, whether
+        to adopt what was created or to try again; a blind retry could pay for a second batch.
+        """
+        payload = {
+            "input_file_id": input_file_id,
+            "endpoint": endpoint,
+            "completion_window": "24h",
+            "metadata": dict(metadata),
+        }
+        return self._json("POST", "/batches", payload, retry_ambiguous=False)
+
+    def retrieve_batch(self, batch_id: str) -> JSON:
+        return self._json("GET", f"/batches/{batch_id}")
+
+    def cancel_batch(self, batch_id: str) -> JSON:
+        return self._json("POST", f"/batches/{batch_id}/cancel")
+
+    def list_batches(self, page_size: int = 100) -> Iterator[JSON]:
+        """Every batch, newest first, following the `after` cursor."""
+        after: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": page_size}
+            if after:
+                params["after"] = after
+            page = self._json("GET", "/batches", params=params)
+            yield from page["data"]
+            if not page.get("has_more") or not page["data"]:
+                return
+            after = page["data"][-1]["id"]
+
+    # --- transport -----------------------------------------------------------------------------
+
+    def _json(
+        self,
+        method: str,
+        path: str,
+        payload: JSON | None = None,
+        params: dict[str, Any] | None = None,
+        *,
+        retry_ambiguous: bool = True,
+    ) -> JSON:
+        response = self._send(
+            method, path, json=payload, params=params, retry_ambiguous=retry_ambiguous
+        )
+        result: JSON = response.json()
+        return result
+
+    def _multipart(
+        self,
+        path: str,
+        fields: Mapping[str, str],
+        file_field: str,
+        filename: str,
+        size: int,
+        body: BodyFactory,
+    ) -> JSON:
+        boundary = uuid.uuid4().hex
+
+        def make_body() -> _MultipartBody:
+            return _MultipartBody(boundary, fields, file_field, filename, size, body())
+
+        response = self._send(
+            "POST",
+            path,
+            data=make_body,
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
+        result: JSON = response.json()
+        return result
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        data: Callable[[], Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        stream: bool = False,
+        retry_ambiguous: bool = True,
+        **kwargs: Any,
+    ) -> requests.Response:
+        url = self._base_url + path
+        for attempt in range(self._retry.attempts):
+            request_headers = {"Authorization": f"Bearer {self._api_key()}", **(headers or {})}
+            try:
+                response = self._session.request(
+                    method,
+                    url,
+                    data=data() if data else None,
+                    headers=request_headers,
+                    timeout=self._timeout,
+                    stream=stream,
+                    **kwargs,
+                )
+            except _TRANSIENT_ERRORS as exc:
+                error = OpenAIError(None, type(exc).__name__, self._redact(str(exc)))
+                retry_after = None
+                # Only a failed connect proves the server never saw the request.
+                ambiguous = not isinstance(exc, requests.ConnectTimeout)
+            else:
+                if response.ok:
+                    return response
+                error = self._error_from(response)
+                retry_after = _retry_after_seconds(response)
+                ambiguous = response.status_code >= 500
+                response.close()
+            last_attempt = attempt == self._retry.attempts - 1
+            if not error.retryable or last_attempt or (ambiguous and not retry_ambiguous):
+                raise error
+            self._retry.sleep(self._retry.delay(attempt, retry_after))
+        raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
+
+    def _error_from(self, response: requests.Response) -> OpenAIError:
+        try:
+            detail = response.json().get("error") or {}
+        except ValueError:
+            detail = {}
+        message = detail.get("message") or response.reason or "no message"
+        return OpenAIError(response.status_code, detail.get("code"), self._redact(str(message)))
+
+    def _redact(self, text: str) -> str:
+        """Errors travel to logs and emails; the key must never travel with them."""
+        key = self._api_key()
+        return text.replace(key, "***") if key else text
+
+
+def _retry_after_seconds(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+class _MultipartBody:
+    """A multipart/form-data body streamed from an iterable, with an exact length.
+
+    requests sends an object with __len__ and __iter__ with Content-Length instead of chunked
+    encoding, which upload endpoints expect.
+    """
+
+    def __init__(
+        self,
+        boundary: str,
+        fields: Mapping[str, str],
+        file_field: str,
+        filename: str,
+        size: int,
+        content: Iterable[bytes],
+    ) -> None:
+        head = b"".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
+            f"{value}\r\n".encode()
+            for name, value in fields.items()
+        )
+        safe_name = filename.replace('"', "_").replace("\r", "_").replace("\n", "_")
+        head += (
+            f"--{boundary}\r\n"
+            f'Content-Disposition: form-data; name="{file_field}"; filename="{safe_name}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        self._head = head
+        self._tail = f"\r\n--{boundary}--\r\n".encode()
+        self._size = size
+        self._content = content
+
+    def __len__(self) -> int:
+        return len(self._head) + self._size + len(self._tail)
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self._head
+        sent = 0
+        for chunk in self._content:
+            sent += len(chunk)
+            yield chunk
+        if sent != self._size:
+            # A short or long body would corrupt the upload; fail loudly instead.
+            raise ValueError(f"upload body was {sent} bytes, declared {self._size}")
+        yield self._tail

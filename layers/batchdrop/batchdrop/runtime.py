@@ -1,0 +1,44 @@
+"""The composition root: real adapters built from the settings, once per cold start."""
+
+from __future__ import annotations
+
+import boto3
+from aws_lambda_powertools import Metrics
+
+from batchdrop import aws
+from batchdrop.notices import NoticeOutbox
+from batchdrop.notifier import SnsNotifier
+from batchdrop.openai_api import OpenAIBatchAPI, RetryPolicy
+from batchdrop.s3io import S3Objects
+from batchdrop.secrets import api_key_provider
+from batchdrop.settings import Settings
+from batchdrop.store import JobStore
+from batchdrop.submit import Submitter
+
+# One policy for every OpenAI call; tests swap it for one that records waits instead of sleeping.
+retry_policy = RetryPolicy()
+# (connect, read) seconds: a read waits long for big uploads and slow file downloads.
+openai_timeout = (5.0, 120.0)
+
+
+def job_store(settings: Settings) -> JobStore:
+    table = boto3.session.Session().resource("dynamodb").Table(settings.table_name)
+    return JobStore(table, settings.record_retention_days)
+
+
+def openai_api(settings: Settings) -> OpenAIBatchAPI:
+    key = api_key_provider(settings.api_key_secret, aws.client("secretsmanager"))
+    return OpenAIBatchAPI(settings.openai_base_url, key, retry=retry_policy, timeout=openai_timeout)
+
+
+def submitter(settings: Settings, metrics: Metrics) -> Submitter:
+    store = job_store(settings)
+    return Submitter(
+        input_prefix=settings.input_prefix,
+        objects=S3Objects(aws.client("s3")),
+        store=store,
+        api=openai_api(settings),
+        outbox=NoticeOutbox(store, SnsNotifier(aws.client("sns"), settings.topic_arn)),
+        metrics=metrics,
+        retry=retry_policy,
+    )

@@ -1,0 +1,33 @@
+"""Where the OpenAI API key comes from: the environment locally, Secrets Manager when deployed."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+from batchdrop.settings import ConfigurationError
+
+PLACEHOLDER = "REPLACE_WITH_OPENAI_API_KEY"  # the value template.yaml creates the secret with
+CACHE_SECONDS = 300  # a rotated key is picked up within five minutes
+
+
+def api_key_provider(secret_id: str, secrets_client: Any) -> Callable[[], str]:
+    """A callable returning the key; OPENAI_API_KEY wins so local runs need no secret."""
+    local_key = os.environ.get("OPENAI_API_KEY", "").strip()
+    if local_key:
+        return lambda: local_key
+    provider = SecretsProvider(boto3_client=secrets_client)
+
+    def from_secrets_manager() -> str:
+        value = str(provider.get(secret_id, max_age=CACHE_SECONDS)).strip()
+        if not value or value == PLACEHOLDER:
+            raise ConfigurationError(
+                "the OpenAI API key is not set: store it with `aws secretsmanager "
+                f"put-secret-value --secret-id {secret_id} --secret-string sk-…`"
+            )
+        return value
+
+    return from_secrets_manager

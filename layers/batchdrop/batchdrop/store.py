@@ -1,0 +1,251 @@
+"""Job and batch records in DynamoDB.
+
+One item per job (sk "JOB") and one per OpenAI batch (sk "BATCH#0000"). A batch item carries
+active_pk/active_sk only while the batch is unfinished, which keeps the ActiveIndex sparse: the
+poller's one Query costs what the active batches cost, never what the history costs.
+Every write that changes state is conditional, so overlapping invocations cannot regress a record.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.conditions import Attr, Key
+from botocore.exceptions import ClientError
+
+Item = dict[str, Any]
+ACTIVE_INDEX = "ActiveIndex"
+ACTIVE_PARTITION = "ACTIVE"  # one partition suffices: the index only ever holds live batches
+
+
+def job_key(job_id: str) -> dict[str, str]:
+    return {"pk": f"JOB#{job_id}", "sk": "JOB"}
+
+
+def batch_key(job_id: str, index: int) -> dict[str, str]:
+    return {"pk": f"JOB#{job_id}", "sk": f"BATCH#{index:04d}"}
+
+
+class StaleRecordError(Exception):
+    """A conditional write lost: another invocation changed the record first."""
+
+
+class JobStore:
+    def __init__(self, table: Any, retention_days: int, clock: Any = time.time) -> None:
+        self._table = table
+        self._retention_seconds = retention_days * 86_400
+        self._clock = clock
+
+    # --- jobs ----------------------------------------------------------------------------------
+
+    def create_job(self, job_id: str, fields: Mapping[str, Any]) -> bool:
+        """Create the job record; False when it already exists (a duplicate delivery)."""
+        now = self._now()
+        item = {**job_key(job_id), "job_id": job_id, "created_at": now, "updated_at": now}
+        item.update(fields)
+        try:
+            self._table.put_item(
+                Item=_to_dynamo(item), ConditionExpression="attribute_not_exists(pk)"
+            )
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                return False
+            raise
+        return True
+
+    def get_job(self, job_id: str) -> Item | None:
+        item = self._table.get_item(Key=job_key(job_id), ConsistentRead=True).get("Item")
+        return _from_dynamo(item) if item else None
+
+    def update_job(
+        self,
+        job_id: str,
+        changes: Mapping[str, Any],
+        *,
+        expected_status: str | set[str] | None = None,
+        finished: bool = False,
+    ) -> None:
+        """Apply `changes` if the job is still in `expected_status`; finished jobs get a TTL."""
+        changes = {**changes, "updated_at": self._now()}
+        if finished:
+            changes["expires_at"] = self._now() + self._retention_seconds
+        condition = Attr("pk").exists()
+        if expected_status is not None:
+            allowed = {expected_status} if isinstance(expected_status, str) else expected_status
+            condition = condition & Attr("status").is_in(sorted(allowed))
+        self._update(job_key(job_id), changes, condition)
+
+    # --- notices (an outbox: claim, publish, mark sent) -----------------------------------------
+
+    def claim_notice(self, job_id: str, kind: str, lease_seconds: int) -> bool:
+        """Claim the right to publish one notice; a claim left by a crashed run is taken over
+        once its lease has passed, so the notice is neither lost nor sent twice at once."""
+        field = f"notice_{kind}"
+        now = self._now()
+        never_claimed = Attr(field).not_exists()
+        abandoned = Attr(f"{field}.state").eq("pending") & Attr(f"{field}.claimed_at").lt(
+            now - lease_seconds
+        )
+        try:
+            self._update(
+                job_key(job_id),
+                {field: {"state": "pending", "claimed_at": now}},
+                Attr("pk").exists() & (never_claimed | abandoned),
+            )
+        except StaleRecordError:
+            return False
+        return True
+
+    def mark_notice_sent(self, job_id: str, kind: str, message_id: str) -> None:
+        field = f"notice_{kind}"
+        self._update(
+            job_key(job_id),
+            {field: {"state": "sent", "sent_at": self._now(), "message_id": message_id}},
+            Attr(f"{field}.state").eq("pending"),
+        )
+
+    # --- batches -------------------------------------------------------------------------------
+
+    def batches(self, job_id: str) -> list[Item]:
+        response = self._table.query(
+            KeyConditionExpression=Key("pk").eq(f"JOB#{job_id}") & Key("sk").begins_with("BATCH#"),
+            ConsistentRead=True,
+        )
+        return [_from_dynamo(item) for item in response["Items"]]
+
+    def record_file(self, job_id: str, index: int, fields: Mapping[str, Any]) -> None:
+        """Remember an uploaded input file before its batch exists, so a retry can reuse it."""
+        now = self._now()
+        item = {
+            **batch_key(job_id, index),
+            "job_id": job_id,
+            "index": index,
+            "status": "uploaded",
+            "created_at": now,
+            "updated_at": now,
+            "version": 1,
+            **fields,
+        }
+        try:
+            self._table.put_item(
+                Item=_to_dynamo(item), ConditionExpression=Attr("batch_id").not_exists()
+            )
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                raise StaleRecordError(f"batch {index} of job {job_id} already exists") from exc
+            raise
+
+    def record_batch(self, job_id: str, index: int, batch: Mapping[str, Any]) -> None:
+        """The batch exists on OpenAI: record it and put it on the active index."""
+        changes = {
+            "batch_id": batch["id"],
+            "status": batch["status"],
+            "active_pk": ACTIVE_PARTITION,
+            "active_sk": f"{batch['created_at']:012d}#{job_id}#{index:04d}",
+            "openai": _openai_fields(batch),
+        }
+        self._update(
+            batch_key(job_id, index), changes, Attr("batch_id").not_exists(), bump_version=True
+        )
+
+    def active_batches(self) -> Iterator[Item]:
+        """Every unfinished batch: one paginated Query on the sparse index, never a Scan."""
+        kwargs: dict[str, Any] = {
+            "IndexName": ACTIVE_INDEX,
+            "KeyConditionExpression": Key("active_pk").eq(ACTIVE_PARTITION),
+        }
+        while True:
+            response = self._table.query(**kwargs)
+            for item in response["Items"]:
+                yield _from_dynamo(item)
+            if "LastEvaluatedKey" not in response:
+                return
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    # --- internals -----------------------------------------------------------------------------
+
+    def _update(
+        self,
+        key: Mapping[str, str],
+        changes: Mapping[str, Any],
+        condition: Any,
+        *,
+        bump_version: bool = False,
+    ) -> None:
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        sets: list[str] = []
+        removes: list[str] = []
+        # boto3 names the condition's placeholders #n0/:v0; ours must not collide with them.
+        for position, (field, value) in enumerate(changes.items()):
+            names[f"#set{position}"] = field
+            if value is None:
+                removes.append(f"#set{position}")
+            else:
+                values[f":set{position}"] = _to_dynamo(value)
+                sets.append(f"#set{position} = :set{position}")
+        if bump_version:
+            names["#version"] = "version"
+            values[":one"] = 1
+            values[":zero"] = 0
+            sets.append("#version = if_not_exists(#version, :zero) + :one")
+        expression = ""
+        if sets:
+            expression += "SET " + ", ".join(sets)
+        if removes:
+            expression += " REMOVE " + ", ".join(removes)
+        request: dict[str, Any] = {
+            "Key": dict(key),
+            "UpdateExpression": expression.strip(),
+            "ExpressionAttributeNames": names,
+            "ConditionExpression": condition,
+        }
+        if values:
+            request["ExpressionAttributeValues"] = values
+        try:
+            self._table.update_item(**request)
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                raise StaleRecordError(f"{key['pk']} {key['sk']} changed underneath us") from exc
+            raise
+
+    def _now(self) -> int:
+        return int(self._clock())
+
+
+def _openai_fields(batch: Mapping[str, Any]) -> Item:
+    """What the records keep of an OpenAI batch: status, counts, usage, timestamps and errors."""
+    kept = (
+        "status", "endpoint", "model", "input_file_id", "output_file_id", "error_file_id",
+        "request_counts", "usage", "errors", "created_at", "in_progress_at", "finalizing_at",
+        "completed_at", "failed_at", "expired_at", "cancelling_at", "cancelled_at", "expires_at",
+    )  # fmt: skip
+    return {name: batch[name] for name in kept if batch.get(name) is not None}
+
+
+def _is_conditional_failure(exc: ClientError) -> bool:
+    return bool(exc.response["Error"]["Code"] == "ConditionalCheckFailedException")
+
+
+def _to_dynamo(value: Any) -> Any:
+    """DynamoDB wants Decimal, not float."""
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, Mapping):
+        return {k: _to_dynamo(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_to_dynamo(v) for v in value]
+    return value
+
+
+def _from_dynamo(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, Mapping):
+        return {k: _from_dynamo(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_dynamo(v) for v in value]
+    return value

@@ -1,0 +1,146 @@
+"""Shared fixtures: AWS in moto, built from template.yaml, and the OpenAI simulator beside it."""
+
+from __future__ import annotations
+
+import os
+
+# As template.yaml's Globals do, and before any layer module creates its child logger: a child
+# logger is named after the service at import and must find its parent by that name.
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "batchdrop")
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from batchdrop import runtime
+from batchdrop.openai_api import RetryPolicy
+from local.lambda_runtime import Function
+from local.moto_atomic import make_dynamodb_writes_atomic
+from local.simulator import BatchSimulator
+from local.template_stack import DeployedStack, deploy
+
+EVENTS = Path(__file__).resolve().parent.parent / "events"
+SIM_API_KEY = "sk-batchdrop-test-0123456789abcdef"
+
+
+@pytest.fixture(autouse=True)
+def fresh_service_logger() -> None:
+    """Powertools configures the service's logger once per process, bound to the stdout of that
+    moment; each test captures a new stdout, so each starts from an unconfigured logger."""
+    service = logging.getLogger(os.environ["POWERTOOLS_SERVICE_NAME"])
+    for handler in list(service.handlers):
+        service.removeHandler(handler)
+    for marker in ("init", "powertools_handler"):  # how Powertools recognises its own setup
+        if hasattr(service, marker):
+            delattr(service, marker)
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Standard AWS variables only; nothing here may reach a real account."""
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "OPENAI_API_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "1")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "batchdrop")
+
+
+@pytest.fixture
+def stack(aws_env: None) -> Iterator[DeployedStack]:
+    """Every data resource of template.yaml, created in moto."""
+    make_dynamodb_writes_atomic()
+    with mock_aws():
+        yield deploy()
+
+
+@pytest.fixture
+def openai_sim() -> Iterator[BatchSimulator]:
+    with BatchSimulator(api_key=SIM_API_KEY, seed=3) as sim:
+        yield sim
+
+
+class SleepRecorder:
+    """Stands in for time.sleep in retry policies: records the waits instead of waiting."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> SleepRecorder:
+    recorder = SleepRecorder()
+    monkeypatch.setattr(runtime, "retry_policy", RetryPolicy(sleep=recorder))
+    return recorder
+
+
+@pytest.fixture
+def load_function(
+    stack: DeployedStack, openai_sim: BatchSimulator, sleeps: SleepRecorder
+) -> Callable[[str], Function]:
+    """Cold-start a function with the environment the template gives it, pointed at the
+    simulator, with the simulator's key stored in the template's secret."""
+    secret = stack.resource("OpenAIApiKeySecret")
+    boto3.client("secretsmanager").put_secret_value(SecretId=secret, SecretString=SIM_API_KEY)
+
+    def load(logical_id: str) -> Function:
+        return Function.load(stack, logical_id, {"OPENAI_BASE_URL": openai_sim.base_url})
+
+    return load
+
+
+@pytest.fixture
+def bucket(stack: DeployedStack) -> str:
+    return stack.resource("BatchBucket")
+
+
+class Inbox:
+    """What the email subscribers would receive: an SQS queue subscribed to the topic."""
+
+    def __init__(self, topic_arn: str) -> None:
+        self._sqs = boto3.client("sqs")
+        self._url = self._sqs.create_queue(QueueName="test-inbox")["QueueUrl"]
+        arn = self._sqs.get_queue_attributes(QueueUrl=self._url, AttributeNames=["QueueArn"])
+        boto3.client("sns").subscribe(
+            TopicArn=topic_arn, Protocol="sqs", Endpoint=arn["Attributes"]["QueueArn"]
+        )
+
+    def messages(self) -> list[dict[str, Any]]:
+        received: list[dict[str, Any]] = []
+        while batch := self._sqs.receive_message(QueueUrl=self._url, MaxNumberOfMessages=10).get(
+            "Messages", []
+        ):
+            for message in batch:
+                envelope = json.loads(message["Body"])
+                received.append(
+                    {
+                        "subject": envelope.get("Subject"),
+                        "body": envelope["Message"],
+                        "attributes": {
+                            name: value["Value"]
+                            for name, value in envelope.get("MessageAttributes", {}).items()
+                        },
+                    }
+                )
+                self._sqs.delete_message(QueueUrl=self._url, ReceiptHandle=message["ReceiptHandle"])
+        return received
+
+
+@pytest.fixture
+def inbox(stack: DeployedStack) -> Inbox:
+    return Inbox(stack.resource("NotificationTopic"))
+
+
+def load_event(name: str) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads((EVENTS / name).read_text())
+    return event

@@ -1,0 +1,187 @@
+"""Duplicate deliveries, crashes and OpenAI faults still make exactly one batch per object."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import boto3
+import pytest
+
+from batchdrop import runtime
+from local.lambda_runtime import Function
+from local.simulator import BatchSimulator
+from local.template_stack import DeployedStack
+from tests.support import drop, jsonl, request_lines
+
+
+class Crash(Exception):
+    """Stands for the process dying: nothing after it runs in this invocation."""
+
+
+class CrashOnce:
+    """Wraps the job store so that one named write 'crashes' the first time it is reached."""
+
+    def __init__(self, store: Any, method: str, *, before: bool) -> None:
+        self._store = store
+        self._method = method
+        self._before = before
+        self.crashed = False
+
+    def __getattr__(self, name: str) -> Any:
+        real = getattr(self._store, name)
+        if name != self._method or self.crashed:
+            return real
+
+        def crashing(*args: Any, **kwargs: Any) -> Any:
+            self.crashed = True
+            if self._before:
+                raise Crash(f"crash before {name}")
+            real(*args, **kwargs)
+            raise Crash(f"crash after {name}")
+
+        return crashing
+
+
+def batches_in_table(stack: DeployedStack) -> list[dict[str, Any]]:
+    table = boto3.resource("dynamodb").Table(stack.resource("JobsTable"))
+    return [item for item in table.scan()["Items"] if item["sk"].startswith("BATCH#")]
+
+
+def test_the_same_event_twenty_times_in_a_row_makes_one_batch(
+    load_function: Callable[[str], Function], bucket: str, openai_sim: BatchSimulator
+) -> None:
+    event = drop(bucket, "requests/once.jsonl", jsonl(request_lines(3)))
+    function = load_function("SubmitFunction")
+
+    results = [function.invoke(event)["outcomes"][0] for _ in range(20)]
+
+    assert openai_sim.count("POST /v1/files") == 1
+    assert openai_sim.count("POST /v1/batches") == 1
+    assert {r["batch_ids"][0] for r in results} == {results[0]["batch_ids"][0]}
+
+
+def test_the_same_event_twenty_times_at_once_makes_one_batch(
+    load_function: Callable[[str], Function],
+    bucket: str,
+    stack: DeployedStack,
+    openai_sim: BatchSimulator,
+) -> None:
+    event = drop(bucket, "requests/burst.jsonl", jsonl(request_lines(3)))
+    # Twenty execution environments, as Lambda would run twenty concurrent deliveries.
+    functions = [load_function("SubmitFunction") for _ in range(20)]
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(lambda f: f.invoke(event)["outcomes"][0], functions))
+
+    assert openai_sim.count("POST /v1/files") == 1
+    assert openai_sim.count("POST /v1/batches") == 1
+    statuses = {r["status"] for r in results}
+    assert statuses <= {"submitted", "in_progress", "duplicate"}
+    assert len(batches_in_table(stack)) == 1
+
+
+@pytest.mark.parametrize(
+    ("method", "before"),
+    [
+        ("record_file", True),  # crashed after the upload, before recording the file
+        ("record_file", False),  # crashed after recording the file, before creating the batch
+        ("record_batch", True),  # crashed after creating the batch, before recording it
+    ],
+)
+def test_a_retry_after_a_crash_adopts_instead_of_creating_a_second_batch(
+    method: str,
+    before: bool,
+    load_function: Callable[[str], Function],
+    bucket: str,
+    stack: DeployedStack,
+    openai_sim: BatchSimulator,
+) -> None:
+    event = drop(bucket, "requests/crash.jsonl", jsonl(request_lines(4)))
+    function = load_function("SubmitFunction")
+    crashing = CrashOnce(function.module.submitter._store, method, before=before)
+    function.module.submitter._store = crashing
+
+    with pytest.raises(Exception, match="1 of 1 failed"):
+        function.invoke(event)
+    assert crashing.crashed
+    result = function.invoke(event)  # Lambda's retry of the same event
+
+    (outcome,) = result["outcomes"]
+    assert outcome["status"] == "submitted"
+    assert openai_sim.count("POST /v1/batches") == 1
+    (item,) = batches_in_table(stack)
+    assert item["batch_id"] == outcome["batch_ids"][0]
+    assert openai_sim.batches[item["batch_id"]]["input_file_id"] == item["file_id"]
+
+
+OPENAI_CALLS = ["POST /v1/files", "POST /v1/batches"]
+
+
+@pytest.mark.parametrize("route", OPENAI_CALLS)
+@pytest.mark.parametrize("kind", ["429", "500", "502", "503", "drop"])
+def test_transient_faults_at_each_call_still_make_exactly_one_batch(
+    route: str,
+    kind: str,
+    load_function: Callable[[str], Function],
+    bucket: str,
+    openai_sim: BatchSimulator,
+    sleeps: Any,
+) -> None:
+    event = drop(bucket, "requests/faulty.jsonl", jsonl(request_lines(3)))
+    openai_sim.faults.inject(route, kind=kind, times=2, retry_after=7)
+
+    result = load_function("SubmitFunction").invoke(event)
+
+    assert result["outcomes"][0]["status"] == "submitted"
+    assert openai_sim.count("POST /v1/batches") == 1
+    assert openai_sim.count("POST /v1/files") == 1
+    assert len(sleeps.waits) == 2
+    if kind == "429":
+        assert all(wait >= 7 for wait in sleeps.waits)  # Retry-After was respected
+
+
+def test_a_timeout_is_retried(
+    load_function: Callable[[str], Function],
+    bucket: str,
+    openai_sim: BatchSimulator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(runtime, "openai_timeout", (1.0, 0.2))
+    event = drop(bucket, "requests/slow.jsonl", jsonl(request_lines(3)))
+    openai_sim.faults.inject("POST /v1/files", kind="latency", times=1, delay=0.5)
+
+    result = load_function("SubmitFunction").invoke(event)
+
+    assert result["outcomes"][0]["status"] == "submitted"
+    assert openai_sim.count("POST /v1/batches") == 1
+
+
+def test_faults_that_outlast_every_retry_leave_the_event_in_the_dead_letter_queue(
+    load_function: Callable[[str], Function],
+    bucket: str,
+    stack: DeployedStack,
+    openai_sim: BatchSimulator,
+) -> None:
+    event = drop(bucket, "requests/doomed.jsonl", jsonl(request_lines(3)))
+    openai_sim.faults.inject("POST /v1/batches", kind="503", times=10_000)
+    function = load_function("SubmitFunction")
+
+    outcome = function.invoke_async(event, stack.async_configs["SubmitFunction"])
+
+    assert outcome.error is not None
+    assert outcome.attempts == 3  # the first try and the template's two retries
+    assert openai_sim.count("POST /v1/batches") == 0
+    assert openai_sim.count("POST /v1/files") == 1  # the recorded file is reused by retries
+    sqs = boto3.client("sqs")
+    dead = sqs.receive_message(QueueUrl=stack.resource("SubmitDeadLetterQueue"))["Messages"]
+    record = json.loads(dead[0]["Body"])
+    assert record["requestPayload"] == event
+    assert record["requestContext"]["condition"] == "RetriesExhausted"
+
+    openai_sim.faults.clear()
+    replayed = function.invoke(record["requestPayload"])  # an operator redrives the DLQ
+    assert replayed["outcomes"][0]["status"] == "submitted"
+    assert openai_sim.count("POST /v1/batches") == 1
