@@ -86,15 +86,21 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> SleepRecorder:
 
 @pytest.fixture
 def load_function(
-    stack: DeployedStack, openai_sim: BatchSimulator, sleeps: SleepRecorder
-) -> Callable[[str], Function]:
+    stack: DeployedStack,
+    openai_sim: BatchSimulator,
+    sleeps: SleepRecorder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Callable[..., Function]:
     """Cold-start a function with the environment the template gives it, pointed at the
-    simulator, with the simulator's key stored in the template's secret."""
+    simulator, with the simulator's key stored in the template's secret. Records and
+    deadlines follow the simulator's clock, so tests move time for both at once."""
     secret = stack.resource("OpenAIApiKeySecret")
     boto3.client("secretsmanager").put_secret_value(SecretId=secret, SecretString=SIM_API_KEY)
+    monkeypatch.setattr(runtime, "clock", openai_sim.clock.now)
 
-    def load(logical_id: str) -> Function:
-        return Function.load(stack, logical_id, {"OPENAI_BASE_URL": openai_sim.base_url})
+    def load(logical_id: str, **overrides: str) -> Function:
+        env = {"OPENAI_BASE_URL": openai_sim.base_url, **overrides}
+        return Function.load(stack, logical_id, env)
 
     return load
 

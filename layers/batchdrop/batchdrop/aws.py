@@ -9,8 +9,11 @@ from botocore.config import Config
 
 # Adaptive retries absorb throttling; the pool covers the poll function's thread pool.
 _CONFIG = Config(retries={"mode": "adaptive", "max_attempts": 5}, max_pool_connections=64)
+# SigV4 pre-signed links last up to 7 days (and are the only kind newer regions accept).
+_SERVICE_CONFIG = {"s3": _CONFIG.merge(Config(signature_version="s3v4"))}
 
 
 def client(service: str, session: boto3.session.Session | None = None) -> Any:
     """A client with no hard-coded endpoint, region or credentials: the environment decides."""
-    return (session or boto3.session.Session()).client(service, config=_CONFIG)
+    config = _SERVICE_CONFIG.get(service, _CONFIG)
+    return (session or boto3.session.Session()).client(service, config=config)

@@ -1,6 +1,6 @@
 """Split a binary stream into lines in constant memory, without trusting its contents."""
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import NamedTuple, Protocol
 
 DEFAULT_READ_BYTES = 1024 * 1024
@@ -77,3 +77,23 @@ def iter_lines(
     if pending_bytes:
         raw = None if overflowed else b"".join(pending)
         yield Line(number + 1, line_offset, raw, pending_bytes)
+
+
+class IterableReader:
+    """A `read(n)` stream over an iterable of byte chunks, for code that wants a file."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._buffer = b""
+
+    def read(self, size: int = -1, /) -> bytes:
+        while size < 0 or len(self._buffer) < size:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            self._buffer += chunk
+        if size < 0:
+            data, self._buffer = self._buffer, b""
+        else:
+            data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from batchdrop.notifier import Notice
@@ -48,3 +49,123 @@ What to do next: fix the lines listed above and upload the corrected file under
         body=body,
         attributes={"status": "rejected"},
     )
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """Everything the outcome email tells: what ran, how it went and where the results are."""
+
+    filename: str
+    source_uri: str
+    input_prefix: str
+    outcome: str  # completed, failed, expired or cancelled
+    endpoint: str
+    total: int
+    succeeded: int
+    failed: int
+    unfinished: int
+    failed_by_code: Mapping[str, int]
+    started_at: int
+    finished_at: int
+    usage: Mapping[str, int]
+    results_uri: str
+    results_link: str
+    unfinished_uri: str | None
+    batch_errors: Sequence[Mapping[str, Any]] = ()
+    batch_count: int = 1
+
+
+_HEADLINES = {
+    "completed": "Your batch job is done.",
+    "failed": "Your batch job failed.",
+    "expired": "Your batch job expired before every request ran; the finished part is saved.",
+    "cancelled": "Your batch job was cancelled; the requests that finished are saved.",
+}
+
+
+def outcome_notice(job: JobOutcome) -> Notice:
+    lines = [
+        _HEADLINES.get(job.outcome, f"Your batch job ended: {job.outcome}."),
+        "",
+        f"File:        {job.source_uri}",
+        f"Outcome:     {job.outcome}"
+        + (f" ({job.batch_count} batches)" if job.batch_count > 1 else ""),
+        f"Requests:    {job.total:,} total, {job.succeeded:,} succeeded, {job.failed:,} failed"
+        + (f", {job.unfinished:,} unfinished" if job.unfinished else ""),
+        f"Duration:    {_duration(job.finished_at - job.started_at)}",
+        f"Tokens:      {job.usage.get('input_tokens', 0):,} in, "
+        f"{job.usage.get('output_tokens', 0):,} out, {job.usage.get('total_tokens', 0):,} total",
+        "",
+        "Results (one line per request, in the order of your file):",
+        f"  {job.results_uri}",
+        f"  {job.results_link}",
+    ]
+    if job.unfinished_uri:
+        lines += [
+            "",
+            "Requests that did not run, ready to submit again:",
+            f"  {job.unfinished_uri}",
+        ]
+    if job.batch_errors:
+        lines += ["", "OpenAI reported:"]
+        lines += [f"  - {_batch_error(error)}" for error in job.batch_errors[:PREVIEW_PROBLEMS]]
+    if job.failed_by_code:
+        failures = ", ".join(f"{code}: {n:,}" for code, n in sorted(job.failed_by_code.items()))
+        lines += ["", f"Failed requests by reason: {failures}"]
+    next_step = _next_step(job)
+    if next_step:
+        lines += ["", f"What to do next: {next_step}"]
+    failed_note = f", {job.failed:,} failed" if job.failed else ""
+    return Notice(
+        subject=f"batchdrop: {job.filename} {job.outcome}, {job.succeeded:,}/{job.total:,} ok"
+        + failed_note,
+        body="\n".join(lines) + "\n",
+        attributes={"status": job.outcome, "endpoint": job.endpoint},
+    )
+
+
+def stuck_notice(
+    *, filename: str, source_uri: str, batch_id: str, status: str, minutes: int, endpoint: str
+) -> Notice:
+    body = f"""\
+A batch of your job has been {status} for {minutes:,} minutes, longer than expected.
+
+File:      {source_uri}
+Batch:     {batch_id}
+Status:    {status}
+
+Nothing is lost: batchdrop keeps polling and will email the outcome when the batch ends.
+OpenAI's status page can tell whether the Batch API is having a slow day.
+"""
+    return Notice(
+        subject=f"batchdrop: {filename} has been {status} for {minutes:,} minutes",
+        body=body,
+        attributes={"status": "stuck", "endpoint": endpoint},
+    )
+
+
+def _next_step(job: JobOutcome) -> str:
+    if job.outcome == "failed":
+        codes = {str(error.get("code")) for error in job.batch_errors}
+        if "token_limit_exceeded" in codes:
+            return (
+                "your organisation's enqueued-token limit stayed full through every retry; "
+                f"upload the file again under {job.input_prefix} once other batches finish."
+            )
+        return f"fix what OpenAI reported above and upload the file again under {job.input_prefix}."
+    if job.unfinished and job.unfinished_uri:
+        return f"copy the unfinished requests file into {job.input_prefix} to run just those."
+    if job.failed:
+        return "see each failed line's error in the results file; fix and resubmit those requests."
+    return ""
+
+
+def _batch_error(error: Mapping[str, Any]) -> str:
+    where = f"line {error['line']}: " if error.get("line") else ""
+    return f"{where}{error.get('message', '')} ({error.get('code', 'error')})"
+
+
+def _duration(seconds: int) -> str:
+    minutes, _ = divmod(max(0, seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m"

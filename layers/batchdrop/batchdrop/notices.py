@@ -25,10 +25,13 @@ class NoticeOutbox:
         self._publisher = publisher
 
     def send_once(self, job_id: str, kind: str, notice: Notice) -> bool:
-        """Publish `notice` unless this job's `kind` notice was already sent (or is being sent)."""
+        """Publish `notice` unless this job's `kind` notice was already sent. True once it has
+        been sent, by this call or an earlier one; False while another sender holds the claim,
+        so the caller keeps the job around until the notice is known to be out."""
         if not self._store.claim_notice(job_id, kind, CLAIM_LEASE_SECONDS):
-            logger.info("notice already sent or being sent", extra={"kind": kind})
-            return False
+            state = self._store.notice_state(job_id, kind)
+            logger.info("notice not sent by this call", extra={"kind": kind, "state": state})
+            return state == "sent"
         message_id = self._publisher.publish(notice)
         self._store.mark_notice_sent(job_id, kind, message_id)
         logger.info("notice sent", extra={"kind": kind, "message_id": message_id})

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
 import boto3
 from aws_lambda_powertools import Metrics
 
 from batchdrop import aws
+from batchdrop.finish import JobFinisher
+from batchdrop.launch import BatchLauncher
 from batchdrop.notices import NoticeOutbox
 from batchdrop.notifier import SnsNotifier
 from batchdrop.openai_api import OpenAIBatchAPI, RetryPolicy
+from batchdrop.poll import Poller
 from batchdrop.s3io import S3Objects
 from batchdrop.secrets import api_key_provider
 from batchdrop.settings import Settings
@@ -17,18 +25,49 @@ from batchdrop.submit import Submitter
 
 # One policy for every OpenAI call; tests swap it for one that records waits instead of sleeping.
 retry_policy = RetryPolicy()
+# What "now" is for records and deadlines; tests tie it to the simulator's clock.
+clock: Callable[[], float] = time.time
 # (connect, read) seconds: a read waits long for big uploads and slow file downloads.
 openai_timeout = (5.0, 120.0)
 
 
 def job_store(settings: Settings) -> JobStore:
     table = boto3.session.Session().resource("dynamodb").Table(settings.table_name)
-    return JobStore(table, settings.record_retention_days)
+    return JobStore(table, settings.record_retention_days, clock=clock)
 
 
 def openai_api(settings: Settings) -> OpenAIBatchAPI:
     key = api_key_provider(settings.api_key_secret, aws.client("secretsmanager"))
     return OpenAIBatchAPI(settings.openai_base_url, key, retry=retry_policy, timeout=openai_timeout)
+
+
+def poller(settings: Settings, metrics: Metrics) -> Poller:
+    store = job_store(settings)
+    api = openai_api(settings)
+    objects = S3Objects(aws.client("s3"))
+    launcher = BatchLauncher(objects, api, retry_policy)
+    outbox = NoticeOutbox(store, SnsNotifier(aws.client("sns"), settings.topic_arn))
+    finisher = JobFinisher(
+        input_prefix=settings.input_prefix,
+        objects=objects,
+        api=api,
+        launcher=launcher,
+        store=store,
+        outbox=outbox,
+        metrics=metrics,
+        resubmit_unfinished=settings.resubmit_unfinished,
+        workdir=Path(tempfile.gettempdir()),
+    )
+    return Poller(
+        store=store,
+        api=api,
+        launcher=launcher,
+        outbox=outbox,
+        finisher=finisher,
+        metrics=metrics,
+        concurrency=settings.poll_concurrency,
+        stuck_after_seconds=settings.stuck_after_minutes * 60,
+    )
 
 
 def submitter(settings: Settings, metrics: Metrics) -> Submitter:

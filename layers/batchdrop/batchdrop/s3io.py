@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from batchdrop.lines import Readable
@@ -13,6 +14,10 @@ PRESIGN_SECONDS = 7 * 86_400  # the longest SigV4 allows
 class S3Objects:
     def __init__(self, client: Any) -> None:
         self._s3 = client
+
+    @property
+    def client(self) -> Any:
+        return self._s3
 
     def open(
         self,
@@ -37,6 +42,10 @@ class S3Objects:
         self._s3.put_object(
             Bucket=bucket, Key=key, Body=body, ContentType="application/json; charset=utf-8"
         )
+
+    def upload_file(self, path: Path, bucket: str, key: str) -> None:
+        """A local file to S3, in parts when large (boto3's managed transfer)."""
+        self._s3.upload_file(str(path), bucket, key, ExtraArgs={"ContentType": "application/jsonl"})
 
     def presigned_url(self, bucket: str, key: str) -> str:
         url: str = self._s3.generate_presigned_url(

@@ -99,6 +99,12 @@ class JobStore:
             return False
         return True
 
+    def notice_state(self, job_id: str, kind: str) -> str | None:
+        job = self.get_job(job_id) or {}
+        notice = job.get(f"notice_{kind}") or {}
+        state = notice.get("state")
+        return str(state) if state else None
+
     def mark_notice_sent(self, job_id: str, kind: str, message_id: str) -> None:
         field = f"notice_{kind}"
         self._update(
@@ -145,11 +151,59 @@ class JobStore:
             "status": batch["status"],
             "active_pk": ACTIVE_PARTITION,
             "active_sk": f"{batch['created_at']:012d}#{job_id}#{index:04d}",
-            "openai": _openai_fields(batch),
+            "openai": openai_fields(batch),
         }
         self._update(
             batch_key(job_id, index), changes, Attr("batch_id").not_exists(), bump_version=True
         )
+
+    def update_batch(
+        self, job_id: str, index: int, changes: Mapping[str, Any], *, expected_version: int
+    ) -> None:
+        """Record a change seen on OpenAI, unless another tick recorded one first."""
+        self._update(
+            batch_key(job_id, index),
+            changes,
+            Attr("version").eq(expected_version),
+            bump_version=True,
+        )
+
+    def add_follow_up(self, job_id: str, index: int, fields: Mapping[str, Any]) -> None:
+        """A follow-up batch of a job's unfinished requests, tracked like any other part."""
+        now = self._now()
+        item = {
+            **batch_key(job_id, index),
+            "job_id": job_id,
+            "index": index,
+            "created_at": now,
+            "updated_at": now,
+            "version": 1,
+            "active_pk": ACTIVE_PARTITION,
+            "active_sk": f"{now:012d}#{job_id}#{index:04d}",
+            **fields,
+        }
+        try:
+            self._table.put_item(Item=_to_dynamo(item), ConditionExpression=Attr("pk").not_exists())
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                raise StaleRecordError(f"part {index} of job {job_id} already exists") from exc
+            raise
+
+    def retire_batches(self, job_id: str, indices: list[int]) -> None:
+        """The job is finished and reported: its batches leave the active index for good."""
+        for index in indices:
+            self._update(
+                batch_key(job_id, index),
+                {
+                    "active_pk": None,
+                    "active_sk": None,
+                    "expires_at": self._now() + self._retention_seconds,
+                },
+                Attr("pk").exists(),
+            )
+
+    def now(self) -> int:
+        return self._now()
 
     def active_batches(self) -> Iterator[Item]:
         """Every unfinished batch: one paginated Query on the sparse index, never a Scan."""
@@ -216,7 +270,7 @@ class JobStore:
         return int(self._clock())
 
 
-def _openai_fields(batch: Mapping[str, Any]) -> Item:
+def openai_fields(batch: Mapping[str, Any]) -> Item:
     """What the records keep of an OpenAI batch: status, counts, usage, timestamps and errors."""
     kept = (
         "status", "endpoint", "model", "input_file_id", "output_file_id", "error_file_id",

@@ -8,33 +8,23 @@ A retry reuses recorded files and adopts a batch created just before a crash, fo
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from batchdrop.launch import BatchLauncher, ObjectVersion, batch_metadata, part_filename
 from batchdrop.messages import rejection_notice
 from batchdrop.model import JobStatus, SourceObject, report_key
 from batchdrop.notices import NoticeOutbox
-from batchdrop.openai_api import OpenAIBatchAPI, OpenAIError, RetryPolicy
+from batchdrop.openai_api import OpenAIBatchAPI, RetryPolicy
 from batchdrop.s3io import S3Objects
 from batchdrop.store import JobStore
-from batchdrop.validation import (
-    Part,
-    ValidationReport,
-    normalised_lines,
-    validate_stream,
-)
+from batchdrop.validation import Part, ValidationReport, validate_stream
 
 logger = Logger(child=True)
-
-WRITE_BUFFER_BYTES = 1024 * 1024  # lines are sent in ~1 MiB writes, not one syscall each
-ADOPTION_WINDOW_SECONDS = 600  # how far before a part's record a matching batch may be
-METADATA_VALUE_LIMIT = 512  # OpenAI's limit per metadata value
 
 
 @dataclass(frozen=True)
@@ -68,7 +58,7 @@ class Submitter:
         self._api = api
         self._outbox = outbox
         self._metrics = metrics
-        self._retry = retry or RetryPolicy()
+        self._launcher = BatchLauncher(objects, api, retry or RetryPolicy())
         self._limits = validation_limits or {}
 
     def submit(self, source: SourceObject) -> SubmitOutcome:
@@ -111,7 +101,16 @@ class Submitter:
                 continue
             if "file_id" not in item:
                 item = self._upload_part(source, job_id, part, len(report.parts))
-            batch = self._create_or_adopt_batch(source, job_id, part, item, report.endpoint)
+            batch = self._launcher.create_or_adopt(
+                file_id=str(item["file_id"]),
+                endpoint=report.endpoint,
+                metadata=batch_metadata(
+                    job_id, part.index, source.key, str(item["submission_token"])
+                ),
+                recorded_at=int(item["created_at"]),
+                # A file recorded by an earlier attempt may already have its batch.
+                look_first=item.get("status") == "uploaded",
+            )
             self._store.record_batch(job_id, part.index, batch)
             logger.info(
                 "batch created",
@@ -128,7 +127,7 @@ class Submitter:
                 "request_count": report.request_count,
                 "batch_count": len(report.parts),
                 "bytes": report.raw_bytes,
-                "submitted_at": int(time.time()),
+                "submitted_at": self._store.now(),
             },
             expected_status=JobStatus.SUBMITTING,
         )
@@ -139,97 +138,26 @@ class Submitter:
     def _upload_part(
         self, source: SourceObject, job_id: str, part: Part, part_count: int
     ) -> dict[str, Any]:
-        filename = _part_filename(source.filename, part.index, part_count)
-        if len(part.chunks) == 1:  # the plan cut chunks at the upload part limit (64 MB)
-            uploaded = self._api.upload_file(
-                filename, part.size, lambda: self._normalised(source, part.start, part.end)
-            )
-        else:
-            uploaded = self._upload_in_parts(source, filename, part)
+        file_id = self._launcher.upload(
+            ObjectVersion(source.bucket, source.key, source.version_id),
+            part,
+            part_filename(source.filename, part.index, part_count),
+        )
         fields = {
-            "file_id": uploaded["id"],
+            "kind": "part",
+            "file_id": file_id,
             "submission_token": uuid.uuid4().hex,
             "first_line": part.first_line,
             "request_count": part.line_count,
             "bytes": part.size,
+            # The raw byte range, so results can be merged back in input order later.
+            "start": part.start,
+            "end": part.end,
         }
         # Recorded before the batch is created: a retry reuses the file instead of re-uploading.
         self._store.record_file(job_id, part.index, fields)
         self._metrics.add_metric("BytesUploaded", MetricUnit.Bytes, part.size)
-        return {"index": part.index, **fields, "created_at": int(time.time())}
-
-    def _upload_in_parts(self, source: SourceObject, filename: str, part: Part) -> dict[str, Any]:
-        """The Uploads API, for files over 64 MB: each chunk is one streamed part."""
-        upload = self._api.create_upload(filename, part.size)
-        try:
-            part_ids = [
-                self._api.add_upload_part(
-                    upload["id"],
-                    chunk.size,
-                    lambda chunk=chunk: self._normalised(source, chunk.start, chunk.end),  # type: ignore[misc]
-                )["id"]
-                for chunk in part.chunks
-            ]
-            completed = self._api.complete_upload(upload["id"], part_ids)
-        except Exception:
-            self._cancel_upload_quietly(upload["id"])
-            raise
-        file: dict[str, Any] = completed["file"]
-        return file
-
-    def _cancel_upload_quietly(self, upload_id: str) -> None:
-        try:
-            self._api.cancel_upload(upload_id)
-        except OpenAIError:
-            logger.warning("could not cancel an abandoned upload", extra={"upload_id": upload_id})
-
-    def _normalised(self, source: SourceObject, start: int, end: int) -> Iterator[bytes]:
-        body = self._objects.open(
-            source.bucket, source.key, source.version_id, start=start, end=end
-        )
-        return _coalesce(normalised_lines(body, range_start=start), WRITE_BUFFER_BYTES)
-
-    def _create_or_adopt_batch(
-        self,
-        source: SourceObject,
-        job_id: str,
-        part: Part,
-        item: dict[str, Any],
-        endpoint: str,
-    ) -> dict[str, Any]:
-        token = str(item["submission_token"])
-        metadata = {
-            "batchdrop_job": job_id,
-            "batchdrop_part": str(part.index),
-            "source_key": source.key[-METADATA_VALUE_LIMIT:],
-            "submission_token": token,
-        }
-        # A record that already has a file may have been interrupted right after creating.
-        look_first = item.get("status") == "uploaded" and "batch_id" not in item
-        for attempt in range(self._retry.attempts):
-            if look_first or attempt > 0:
-                adopted = self._find_batch(token, int(item["created_at"]))
-                if adopted is not None:
-                    logger.info("adopted a batch created before an interruption")
-                    return adopted
-            try:
-                return self._api.create_batch(str(item["file_id"]), endpoint, metadata)
-            except OpenAIError as error:
-                if not error.retryable or attempt == self._retry.attempts - 1:
-                    raise
-                logger.warning("batch create failed; will look before retrying", extra={
-                    "status": error.status, "code": error.code,
-                })  # fmt: skip
-                self._retry.sleep(self._retry.delay(attempt, None))
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _find_batch(self, token: str, recorded_at: int) -> dict[str, Any] | None:
-        for batch in self._api.list_batches():
-            if (batch.get("metadata") or {}).get("submission_token") == token:
-                return batch
-            if batch["created_at"] < recorded_at - ADOPTION_WINDOW_SECONDS:
-                return None  # newest first: everything further is older than our file
-        return None
+        return {"index": part.index, **fields, "created_at": self._store.now()}
 
     # --- refusals ------------------------------------------------------------------------------
 
@@ -305,21 +233,3 @@ def _source_uri(source: SourceObject) -> str:
 
 def _batch_ids(store: JobStore, job_id: str) -> list[str]:
     return [item["batch_id"] for item in store.batches(job_id) if "batch_id" in item]
-
-
-def _part_filename(filename: str, index: int, count: int) -> str:
-    stem = filename.removesuffix(".jsonl")
-    return f"{stem}.jsonl" if count == 1 else f"{stem}.part{index + 1}of{count}.jsonl"
-
-
-def _coalesce(pieces: Iterable[bytes], size: int) -> Iterator[bytes]:
-    buffer: list[bytes] = []
-    buffered = 0
-    for piece in pieces:
-        buffer.append(piece)
-        buffered += len(piece)
-        if buffered >= size:
-            yield b"".join(buffer)
-            buffer, buffered = [], 0
-    if buffer:
-        yield b"".join(buffer)

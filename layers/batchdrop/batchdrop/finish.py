@@ -1,0 +1,297 @@
+"""Bring a finished job home: its raw files, its results in input order, and one email.
+
+The steps run in an order that a crash can interrupt anywhere: results are written to S3 first
+(rewriting them is harmless), then the outcome is recorded, then the email goes through the
+outbox (sent once), and only then do the job's batches leave the active index. Until that last
+step every tick finds the job again and resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from batchdrop.launch import BatchLauncher, ObjectVersion, batch_metadata
+from batchdrop.lines import IterableReader, Readable
+from batchdrop.messages import JobOutcome, outcome_notice
+from batchdrop.model import JobStatus, results_prefix
+from batchdrop.notices import NoticeOutbox
+from batchdrop.openai_api import OpenAIBatchAPI
+from batchdrop.results import MergeSummary, merge_in_input_order
+from batchdrop.s3io import S3Objects
+from batchdrop.s3stream import S3MultipartWriter, copy_stream
+from batchdrop.store import JobStore
+from batchdrop.validation import normalised_lines, validate_stream
+
+logger = Logger(child=True)
+
+FINISH_RESERVE_SECONDS = 60.0  # a merge needs room; otherwise the next tick finishes the job
+MAX_FOLLOW_UP_ROUNDS = 2  # how often unfinished requests are resubmitted automatically
+USAGE_FIELDS = ("input_tokens", "output_tokens", "total_tokens")
+
+
+class JobFinisher:
+    def __init__(
+        self,
+        *,
+        input_prefix: str,
+        objects: S3Objects,
+        api: OpenAIBatchAPI,
+        launcher: BatchLauncher,
+        store: JobStore,
+        outbox: NoticeOutbox,
+        metrics: Metrics,
+        resubmit_unfinished: bool,
+        workdir: Path,
+    ) -> None:
+        self._input_prefix = input_prefix
+        self._objects = objects
+        self._api = api
+        self._launcher = launcher
+        self._store = store
+        self._outbox = outbox
+        self._metrics = metrics
+        self._resubmit_unfinished = resubmit_unfinished
+        self._workdir = workdir
+
+    def finish(self, job_id: str, time_left: Callable[[], float]) -> str:
+        """ "not_ready", "follow_up" or the job's outcome once it is saved and reported."""
+        job = self._store.get_job(job_id)
+        parts = sorted(self._store.batches(job_id), key=lambda item: int(item["index"]))
+        if job is None or not parts or not all(part.get("final") for part in parts):
+            return "not_ready"
+        if time_left() < FINISH_RESERVE_SECONDS:
+            logger.info(
+                "too little time left to finish; the next tick will", extra={"job_id": job_id}
+            )
+            return "not_ready"
+        if job["status"] == JobStatus.ACTIVE:
+            summary, unfinished_key = self._bring_home(job, parts)
+            if self._wants_follow_up(job, parts, summary) and unfinished_key:
+                self._launch_follow_up(job, parts, unfinished_key)
+                return "follow_up"
+            self._record_outcome(job, parts, summary, unfinished_key)
+            job = self._store.get_job(job_id) or job
+        if not self._outbox.send_once(job_id, "outcome", self._notice(job)):
+            return "not_ready"  # another sender holds the email; stay active until it is out
+        self._store.retire_batches(job_id, [int(part["index"]) for part in parts])
+        return str(job["status"])
+
+    # --- results ---------------------------------------------------------------------------
+
+    def _bring_home(
+        self, job: dict[str, Any], parts: list[dict[str, Any]]
+    ) -> tuple[MergeSummary, str | None]:
+        bucket = job["source_bucket"]
+        prefix = results_prefix(job["source_key"], self._input_prefix)
+        result_keys = [self._save_raw(bucket, prefix, part, kind) for part in parts for kind in (
+            "output", "error"
+        )]  # fmt: skip
+        saved = [key for key in result_keys if key is not None]
+        inputs = [
+            self._input_stream(job, part) for part in parts if part.get("kind", "part") == "part"
+        ]
+        results = [self._s3_stream(bucket, key) for key in saved]
+        scratch = Path(tempfile.mkdtemp(prefix="finish-", dir=self._workdir))
+        try:
+            unfinished_path = scratch / "unfinished.jsonl"
+            with (
+                S3MultipartWriter(self._objects.client, bucket, f"{prefix}results.jsonl") as merged,
+                unfinished_path.open("wb") as unfinished,
+            ):
+                summary = merge_in_input_order(inputs, results, merged, unfinished, workdir=scratch)
+            unfinished_key = None
+            if summary.unfinished:
+                unfinished_key = f"{prefix}unfinished.jsonl"
+                self._objects.upload_file(unfinished_path, bucket, unfinished_key)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        logger.info(
+            "results saved",
+            extra={"job_id": job["job_id"], "results": f"s3://{bucket}/{prefix}results.jsonl"},
+        )
+        return summary, unfinished_key
+
+    def _save_raw(self, bucket: str, prefix: str, part: dict[str, Any], kind: str) -> str | None:
+        """Stream one of OpenAI's result files into S3 as it is, in constant memory."""
+        file_id = part.get("openai", {}).get(f"{kind}_file_id")
+        if not file_id:
+            return None  # e.g. "completed" with every request failed has no output file
+        key = f"{prefix}raw/{part['batch_id']}.{kind}.jsonl"
+        with (
+            self._api.file_content(file_id) as response,
+            S3MultipartWriter(self._objects.client, bucket, key) as sink,
+        ):
+            response.raw.decode_content = True  # a gzip-encoded body is stored decoded
+            copy_stream(response.raw, sink)
+        return key
+
+    def _input_stream(self, job: dict[str, Any], part: dict[str, Any]) -> Callable[[], Readable]:
+        """The part's requests exactly as they were sent to OpenAI."""
+        start, end = int(part["start"]), int(part["end"])
+
+        def open_input() -> Readable:
+            body = self._objects.open(
+                job["source_bucket"], job["source_key"], job.get("source_version"),
+                start=start, end=end,
+            )  # fmt: skip
+            return IterableReader(normalised_lines(body, range_start=start))
+
+        return open_input
+
+    def _s3_stream(self, bucket: str, key: str) -> Callable[[], Readable]:
+        return lambda: self._objects.open(bucket, key)
+
+    # --- follow-ups of unfinished requests ---------------------------------------------------
+
+    def _wants_follow_up(
+        self, job: dict[str, Any], parts: list[dict[str, Any]], summary: MergeSummary
+    ) -> bool:
+        rounds = max(int(part.get("round", 0)) for part in parts)
+        return (
+            self._resubmit_unfinished
+            and summary.unfinished > 0
+            and not job.get("cancel_requested")
+            and not any(part["status"] == "failed" for part in parts)
+            and rounds < MAX_FOLLOW_UP_ROUNDS
+        )
+
+    def _launch_follow_up(
+        self, job: dict[str, Any], parts: list[dict[str, Any]], unfinished_key: str
+    ) -> None:
+        """Submit the unfinished requests as new batches of the same job."""
+        bucket, job_id = job["source_bucket"], job["job_id"]
+        source = ObjectVersion(bucket, unfinished_key)
+        plan = validate_stream(self._objects.open(bucket, unfinished_key))
+        round_number = max(int(part.get("round", 0)) for part in parts) + 1
+        next_index = max(int(part["index"]) for part in parts) + 1
+        stem = str(job["filename"]).removesuffix(".jsonl")
+        for offset, part in enumerate(plan.parts):
+            index = next_index + offset
+            file_id = self._launcher.upload(
+                source, part, f"{stem}.unfinished{round_number}.{offset + 1}.jsonl"
+            )
+            token = uuid.uuid4().hex
+            self._store.add_follow_up(
+                job_id,
+                index,
+                {
+                    "kind": "follow_up",
+                    "round": round_number,
+                    "file_id": file_id,
+                    "submission_token": token,
+                    "request_count": part.line_count,
+                    "status": "uploaded",
+                },
+            )
+            batch = self._launcher.create_or_adopt(
+                file_id=file_id,
+                endpoint=str(job["endpoint"]),
+                metadata=batch_metadata(job_id, index, job["source_key"], token),
+                recorded_at=self._store.now(),
+                look_first=False,
+            )
+            self._store.record_batch(job_id, index, batch)
+            logger.info(
+                "resubmitted unfinished requests",
+                extra={"job_id": job_id, "batch_id": batch["id"], "requests": part.line_count},
+            )
+
+    # --- outcome -----------------------------------------------------------------------------
+
+    def _record_outcome(
+        self,
+        job: dict[str, Any],
+        parts: list[dict[str, Any]],
+        summary: MergeSummary,
+        unfinished_key: str | None,
+    ) -> None:
+        outcome = _outcome(parts, summary)
+        usage = _usage(parts)
+        prefix = results_prefix(job["source_key"], self._input_prefix)
+        record = {
+            "status": outcome,
+            "total": summary.total,
+            "succeeded": summary.succeeded,
+            "failed": summary.failed,
+            "unfinished": summary.unfinished,
+            "failed_by_code": dict(summary.failed_by_code),
+            "usage": usage,
+            "results_key": f"{prefix}results.jsonl",
+            "unfinished_key": unfinished_key,
+            "batch_errors": _batch_errors(parts),
+            "finished_at": self._store.now(),
+        }
+        self._objects.put_json(job["source_bucket"], f"{prefix}summary.json", {
+            "job_id": job["job_id"], "source": f"s3://{job['source_bucket']}/{job['source_key']}",
+            **record,
+        })  # fmt: skip
+        self._store.update_job(
+            job["job_id"], record, expected_status=JobStatus.ACTIVE, finished=True
+        )
+        self._metrics.add_metric("RequestsSucceeded", MetricUnit.Count, summary.succeeded)
+        self._metrics.add_metric("RequestsFailed", MetricUnit.Count, summary.failed)
+        self._metrics.add_metric("TokensUsed", MetricUnit.Count, usage["total_tokens"])
+        logger.info("job finished", extra={"job_id": job["job_id"], "outcome": outcome})
+
+    def _notice(self, job: dict[str, Any]) -> Any:
+        bucket = job["source_bucket"]
+        unfinished_key = job.get("unfinished_key")
+        return outcome_notice(
+            JobOutcome(
+                filename=str(job["filename"]),
+                source_uri=f"s3://{bucket}/{job['source_key']}",
+                input_prefix=self._input_prefix,
+                outcome=str(job["status"]),
+                endpoint=str(job.get("endpoint", "")),
+                total=int(job["total"]),
+                succeeded=int(job["succeeded"]),
+                failed=int(job["failed"]),
+                unfinished=int(job["unfinished"]),
+                failed_by_code=job.get("failed_by_code", {}),
+                started_at=int(job["created_at"]),
+                finished_at=int(job["finished_at"]),
+                usage=job.get("usage", {}),
+                results_uri=f"s3://{bucket}/{job['results_key']}",
+                results_link=self._objects.presigned_url(bucket, job["results_key"]),
+                unfinished_uri=f"s3://{bucket}/{unfinished_key}" if unfinished_key else None,
+                batch_errors=job.get("batch_errors", []),
+                batch_count=int(job.get("batch_count", 1)),
+            )
+        )
+
+
+def _outcome(parts: list[dict[str, Any]], summary: MergeSummary) -> str:
+    statuses = {part["status"] for part in parts}
+    if "failed" in statuses:
+        return JobStatus.FAILED
+    if summary.unfinished:
+        return JobStatus.CANCELLED if "cancelled" in statuses else JobStatus.EXPIRED
+    return JobStatus.COMPLETED
+
+
+def _usage(parts: list[dict[str, Any]]) -> dict[str, int]:
+    totals = dict.fromkeys(USAGE_FIELDS, 0)
+    for part in parts:
+        usage = part.get("openai", {}).get("usage") or {}
+        for name in USAGE_FIELDS:
+            totals[name] += int(usage.get(name, 0))
+    return totals
+
+
+def _batch_errors(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    errors: list[dict[str, Any]] = []
+    for part in parts:
+        if part["status"] == "failed":
+            data = (part.get("openai", {}).get("errors") or {}).get("data") or []
+            errors.extend(
+                {key: error.get(key) for key in ("code", "line", "message")} for error in data
+            )
+    return errors[:100]

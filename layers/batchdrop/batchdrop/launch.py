@@ -1,0 +1,143 @@
+"""Putting a planned part on OpenAI: stream its bytes up, then create its batch exactly once.
+
+Used for a dropped file's parts, for follow-ups of unfinished requests and for resubmissions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from batchdrop.openai_api import OpenAIBatchAPI, OpenAIError, RetryPolicy
+from batchdrop.s3io import S3Objects
+from batchdrop.validation import Part, normalised_lines
+
+logger = Logger(child=True)
+
+WRITE_BUFFER_BYTES = 1024 * 1024  # lines are sent in ~1 MiB writes, not one syscall each
+ADOPTION_WINDOW_SECONDS = 600  # how long before its record a matching batch may have been made
+METADATA_VALUE_LIMIT = 512  # OpenAI's limit per metadata value
+
+
+@dataclass(frozen=True)
+class ObjectVersion:
+    bucket: str
+    key: str
+    version_id: str | None = None
+
+
+class BatchLauncher:
+    def __init__(self, objects: S3Objects, api: OpenAIBatchAPI, retry: RetryPolicy) -> None:
+        self._objects = objects
+        self._api = api
+        self._retry = retry
+
+    def upload(self, source: ObjectVersion, part: Part, filename: str) -> str:
+        """Stream one part to OpenAI and return the file id; a part over the upload limit was
+        planned as several chunks and goes through the Uploads API, one chunk per part."""
+        if len(part.chunks) == 1:
+            uploaded = self._api.upload_file(
+                filename, part.size, self._range_reader(source, part.start, part.end)
+            )
+            return str(uploaded["id"])
+        upload = self._api.create_upload(filename, part.size)
+        try:
+            part_ids = [
+                self._api.add_upload_part(
+                    upload["id"], chunk.size, self._range_reader(source, chunk.start, chunk.end)
+                )["id"]
+                for chunk in part.chunks
+            ]
+            completed = self._api.complete_upload(upload["id"], part_ids)
+        except Exception:
+            self._cancel_quietly(upload["id"])
+            raise
+        return str(completed["file"]["id"])
+
+    def create_or_adopt(
+        self,
+        *,
+        file_id: str,
+        endpoint: str,
+        metadata: Mapping[str, str],
+        recorded_at: int,
+        look_first: bool,
+    ) -> dict[str, Any]:
+        """Create the batch, or adopt the one an interrupted attempt created (found by the
+        `submission_token` in its metadata). `look_first` when an earlier attempt may have
+        got as far as creating it."""
+        token = metadata["submission_token"]
+        for attempt in range(self._retry.attempts):
+            if look_first or attempt > 0:
+                adopted = self._find(token, recorded_at)
+                if adopted is not None:
+                    logger.info("adopted a batch created before an interruption")
+                    return adopted
+            try:
+                return self._api.create_batch(file_id, endpoint, metadata)
+            except OpenAIError as error:
+                if not error.retryable or attempt == self._retry.attempts - 1:
+                    raise
+                logger.warning(
+                    "batch create failed; will look for it before retrying",
+                    extra={"status": error.status, "code": error.code},
+                )
+                self._retry.sleep(self._retry.delay(attempt, None))
+        raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
+
+    def _find(self, token: str, recorded_at: int) -> dict[str, Any] | None:
+        for batch in self._api.list_batches():
+            if (batch.get("metadata") or {}).get("submission_token") == token:
+                return batch
+            if batch["created_at"] < recorded_at - ADOPTION_WINDOW_SECONDS:
+                return None  # newest first: everything further back is older than our file
+        return None
+
+    def _range_reader(
+        self, source: ObjectVersion, start: int, end: int
+    ) -> Callable[[], Iterator[bytes]]:
+        """Re-opens the range on every call, so a retried upload re-reads exactly its bytes."""
+
+        def open_range() -> Iterator[bytes]:
+            body = self._objects.open(
+                source.bucket, source.key, source.version_id, start=start, end=end
+            )
+            return _coalesce(normalised_lines(body, range_start=start), WRITE_BUFFER_BYTES)
+
+        return open_range
+
+    def _cancel_quietly(self, upload_id: str) -> None:
+        try:
+            self._api.cancel_upload(upload_id)
+        except OpenAIError:
+            logger.warning("could not cancel an abandoned upload", extra={"upload_id": upload_id})
+
+
+def batch_metadata(job_id: str, index: int, source_key: str, token: str) -> dict[str, str]:
+    return {
+        "batchdrop_job": job_id,
+        "batchdrop_part": str(index),
+        "source_key": source_key[-METADATA_VALUE_LIMIT:],
+        "submission_token": token,
+    }
+
+
+def part_filename(filename: str, index: int, count: int) -> str:
+    stem = filename.removesuffix(".jsonl")
+    return f"{stem}.jsonl" if count == 1 else f"{stem}.part{index + 1}of{count}.jsonl"
+
+
+def _coalesce(pieces: Iterable[bytes], size: int) -> Iterator[bytes]:
+    buffer: list[bytes] = []
+    buffered = 0
+    for piece in pieces:
+        buffer.append(piece)
+        buffered += len(piece)
+        if buffered >= size:
+            yield b"".join(buffer)
+            buffer, buffered = [], 0
+    if buffer:
+        yield b"".join(buffer)

@@ -1,0 +1,291 @@
+"""One poll tick: keep every active batch's record true and hand finished jobs to the finisher.
+
+The tick costs one Query of the sparse active index plus one OpenAI call per active batch, made
+concurrently. Every write is guarded by the record's version, so overlapping ticks never regress
+a record or act twice; a batch whose refresh fails simply stays active for the next tick.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from batchdrop.launch import BatchLauncher, batch_metadata
+from batchdrop.messages import stuck_notice
+from batchdrop.model import TERMINAL_BATCH_STATUSES
+from batchdrop.notices import NoticeOutbox
+from batchdrop.openai_api import OpenAIBatchAPI
+from batchdrop.store import JobStore, StaleRecordError, openai_fields
+
+logger = Logger(child=True)
+
+# Enqueued-token-limit failures free up as other batches finish: wait, then try again.
+TOKEN_LIMIT_ERROR = "token_limit_exceeded"  # noqa: S105 - an error code, not a secret
+TOKEN_LIMIT_FIRST_WAIT_SECONDS = 10 * 60
+TOKEN_LIMIT_MAX_WAIT_SECONDS = 2 * 60 * 60
+TOKEN_LIMIT_MAX_RESUBMITS = 6
+# Stop starting refreshes when less time than this is left in the invocation.
+REFRESH_RESERVE_SECONDS = 20.0
+# A launch younger than any invocation may still be running; leave it to finish.
+LAUNCH_LEASE_SECONDS = 20 * 60
+STUCK_STATUSES = {"validating": "created_at", "finalizing": "finalizing_at"}
+_TERMINAL_METRICS = {
+    "completed": "BatchesCompleted",
+    "failed": "BatchesFailed",
+    "expired": "BatchesExpired",
+    "cancelled": "BatchesCancelled",
+}
+
+
+class Finisher(Protocol):
+    def finish(self, job_id: str, time_left: Callable[[], float]) -> str: ...
+
+
+@dataclass
+class TickSummary:
+    active: int = 0
+    refreshed: int = 0
+    changed: int = 0
+    errors: int = 0
+    deferred: int = 0
+    resubmitted: int = 0
+    finished_jobs: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "active": self.active,
+            "refreshed": self.refreshed,
+            "changed": self.changed,
+            "errors": self.errors,
+            "deferred": self.deferred,
+            "resubmitted": self.resubmitted,
+            "finished_jobs": self.finished_jobs,
+        }
+
+
+class Poller:
+    def __init__(
+        self,
+        *,
+        store: JobStore,
+        api: OpenAIBatchAPI,
+        launcher: BatchLauncher,
+        outbox: NoticeOutbox,
+        finisher: Finisher,
+        metrics: Metrics,
+        concurrency: int,
+        stuck_after_seconds: int,
+    ) -> None:
+        self._store = store
+        self._api = api
+        self._launcher = launcher
+        self._outbox = outbox
+        self._finisher = finisher
+        self._metrics = metrics
+        self._concurrency = concurrency
+        self._stuck_after = stuck_after_seconds
+
+    def tick(self, time_left: Callable[[], float]) -> TickSummary:
+        summary = TickSummary()
+        items = list(self._store.active_batches())
+        summary.active = len(items)
+        self._metrics.add_metric("PollTickActive", MetricUnit.Count, len(items))
+        jobs = {item["job_id"] for item in items}
+        with ThreadPoolExecutor(max_workers=self._concurrency) as pool:
+            futures: list[Future[str]] = []
+            for item in items:
+                if time_left() < REFRESH_RESERVE_SECONDS:
+                    summary.deferred += 1  # the next tick picks it up
+                    continue
+                futures.append(pool.submit(self._refresh_safely, item))
+            for future in futures:
+                outcome = future.result()
+                summary.refreshed += outcome != "error"
+                summary.errors += outcome == "error"
+                summary.changed += outcome in {"changed", "resubmitted"}
+                summary.resubmitted += outcome == "resubmitted"
+        for job_id in sorted(jobs):
+            result = self._finish_safely(job_id, time_left)
+            if result != "not_ready":
+                summary.finished_jobs[job_id] = result
+        logger.info("tick done", extra=summary.as_dict())
+        return summary
+
+    def _finish_safely(self, job_id: str, time_left: Callable[[], float]) -> str:
+        """A job that fails to finish stays active and is resumed by the next tick."""
+        try:
+            return self._finisher.finish(job_id, time_left)
+        except StaleRecordError:
+            return "not_ready"  # an overlapping tick is finishing it
+        except Exception:
+            logger.exception(
+                "finishing a job failed; the next tick resumes", extra={"job_id": job_id}
+            )
+            return "error"
+
+    # --- one batch ---------------------------------------------------------------------------
+
+    def _refresh_safely(self, item: dict[str, Any]) -> str:
+        """Refresh one batch; any failure leaves it active for the next tick, never lost."""
+        try:
+            return self._refresh(item)
+        except StaleRecordError:
+            return "unchanged"  # an overlapping tick recorded the same change first
+        except Exception:
+            logger.exception(
+                "batch refresh failed; it stays active",
+                extra={"job_id": item["job_id"], "batch_id": item.get("batch_id")},
+            )
+            return "error"
+
+    def _refresh(self, item: dict[str, Any]) -> str:
+        if item.get("final"):
+            return "unchanged"  # waiting for its job's other batches or for the finisher
+        if item.get("retry_at") is not None:
+            return self._resubmit_when_due(item)
+        if "batch_id" not in item:
+            return self._launch_interrupted(item)
+        batch = self._api.retrieve_batch(item["batch_id"])
+        status = batch["status"]
+        if item.get("cancel_requested") and status not in TERMINAL_BATCH_STATUSES | {"cancelling"}:
+            batch = self._api.cancel_batch(item["batch_id"])
+            status = batch["status"]
+        self._warn_if_stuck(item, batch)
+        if status == item.get("status") and _counts(batch) == _counts(item.get("openai", {})):
+            return "unchanged"
+        changes: dict[str, Any] = {"status": status, "openai": openai_fields(batch)}
+        if status in TERMINAL_BATCH_STATUSES:
+            changes.update(self._terminal_changes(item, batch))
+        self._store.update_batch(
+            item["job_id"], item["index"], changes, expected_version=int(item["version"])
+        )
+        self._log_change(item, batch, changes)
+        return "changed"
+
+    def _terminal_changes(self, item: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any]:
+        """A batch has ended: either it is final, or it must wait and be tried again."""
+        attempts = int(item.get("resubmits", 0))
+        if _failed_on_token_limit(batch) and attempts < TOKEN_LIMIT_MAX_RESUBMITS:
+            wait = min(TOKEN_LIMIT_FIRST_WAIT_SECONDS * 2**attempts, TOKEN_LIMIT_MAX_WAIT_SECONDS)
+            logger.info(
+                "enqueued-token limit reached; will resubmit",
+                extra={"batch_id": batch["id"], "wait_seconds": wait, "attempt": attempts + 1},
+            )
+            return {"retry_at": self._store.now() + wait}
+        self._metrics.add_metric(_TERMINAL_METRICS[batch["status"]], MetricUnit.Count, 1)
+        return {"final": True}
+
+    def _resubmit_when_due(self, item: dict[str, Any]) -> str:
+        if self._store.now() < int(item["retry_at"]):
+            return "unchanged"
+        token = item.get("pending_token")
+        if token is None:
+            # Remember the token before creating, so a crash in between adopts, not duplicates.
+            token = uuid.uuid4().hex
+            self._store.update_batch(
+                item["job_id"],
+                item["index"],
+                {"pending_token": token},
+                expected_version=int(item["version"]),
+            )
+            item = {**item, "pending_token": token, "version": int(item["version"]) + 1}
+            look_first = False
+        else:
+            look_first = True
+        job = self._store.get_job(item["job_id"]) or {}
+        batch = self._launcher.create_or_adopt(
+            file_id=str(item["file_id"]),
+            endpoint=str(job.get("endpoint")),
+            metadata=batch_metadata(
+                item["job_id"], item["index"], job.get("source_key", ""), token
+            ),
+            recorded_at=self._store.now(),
+            look_first=look_first,
+        )
+        self._store.update_batch(
+            item["job_id"],
+            item["index"],
+            {
+                "batch_id": batch["id"],
+                "status": batch["status"],
+                "openai": openai_fields(batch),
+                "previous_batch_ids": [*item.get("previous_batch_ids", []), item["batch_id"]],
+                "resubmits": int(item.get("resubmits", 0)) + 1,
+                "retry_at": None,
+                "pending_token": None,
+            },
+            expected_version=int(item["version"]),
+        )
+        logger.info("resubmitted", extra={"job_id": item["job_id"], "batch_id": batch["id"]})
+        return "resubmitted"
+
+    def _launch_interrupted(self, item: dict[str, Any]) -> str:
+        """A follow-up whose file was uploaded but whose batch was never recorded: finish the
+        launch, adopting the batch if it was created. Recent ones may still be mid-launch."""
+        if self._store.now() - int(item["created_at"]) < LAUNCH_LEASE_SECONDS:
+            return "unchanged"
+        job = self._store.get_job(item["job_id"]) or {}
+        batch = self._launcher.create_or_adopt(
+            file_id=str(item["file_id"]),
+            endpoint=str(job.get("endpoint")),
+            metadata=batch_metadata(
+                item["job_id"], item["index"], job.get("source_key", ""), item["submission_token"]
+            ),
+            recorded_at=int(item["created_at"]),
+            look_first=True,
+        )
+        self._store.record_batch(item["job_id"], item["index"], batch)
+        return "changed"
+
+    def _warn_if_stuck(self, item: dict[str, Any], batch: dict[str, Any]) -> None:
+        since_field = STUCK_STATUSES.get(batch["status"])
+        since = batch.get(since_field) if since_field else None
+        if since is None:
+            return
+        stuck_for = self._store.now() - int(since)
+        if stuck_for < self._stuck_after:
+            return
+        job = self._store.get_job(item["job_id"]) or {}
+        notice = stuck_notice(
+            filename=str(job.get("filename", "")),
+            source_uri=f"s3://{job.get('source_bucket')}/{job.get('source_key')}",
+            batch_id=batch["id"],
+            status=batch["status"],
+            minutes=stuck_for // 60,
+            endpoint=str(batch.get("endpoint", "")),
+        )
+        # One warning per batch and status; polling goes on regardless.
+        self._outbox.send_once(item["job_id"], f"stuck_{batch['id']}_{batch['status']}", notice)
+
+    def _log_change(
+        self, item: dict[str, Any], batch: dict[str, Any], changes: dict[str, Any]
+    ) -> None:
+        logger.info(
+            "batch changed",
+            extra={
+                "job_id": item["job_id"],
+                "batch_id": batch["id"],
+                "from": item.get("status"),
+                "to": batch["status"],
+                "request_counts": batch.get("request_counts"),
+                "final": changes.get("final", False),
+            },
+        )
+
+
+def _failed_on_token_limit(batch: dict[str, Any]) -> bool:
+    if batch["status"] != "failed":
+        return False
+    errors = (batch.get("errors") or {}).get("data") or []
+    return any(error.get("code") == TOKEN_LIMIT_ERROR for error in errors)
+
+
+def _counts(batch: dict[str, Any]) -> tuple[int, int, int]:
+    counts = batch.get("request_counts") or {}
+    return (counts.get("total", 0), counts.get("completed", 0), counts.get("failed", 0))

@@ -1,0 +1,196 @@
+"""From a dropped file to the email and the results in S3, for every way a batch can end."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+import requests
+
+from local.lambda_runtime import Function
+from local.simulator import BatchSimulator
+from local.template_stack import DeployedStack
+from tests.conftest import SIM_API_KEY, Inbox
+from tests.pipeline import Pipeline
+from tests.support import jsonl, request_lines
+
+
+@pytest.fixture
+def pipeline(
+    load_function: Callable[..., Function],
+    stack: DeployedStack,
+    openai_sim: BatchSimulator,
+    inbox: Inbox,
+) -> Pipeline:
+    return Pipeline(load_function, stack, openai_sim, inbox)
+
+
+def test_a_completed_job_brings_results_home_in_input_order_and_emails_once(
+    pipeline: Pipeline,
+) -> None:
+    lines = request_lines(12, prefix="req-")
+    lines[3]["custom_id"] = "fail-3"
+    lines[7]["custom_id"] = "fail-7"
+    outcome = pipeline.submit("requests/team/chat.jsonl", jsonl(lines))
+
+    job = pipeline.run(outcome["job_id"])
+
+    assert job["status"] == "completed"
+    results = pipeline.read_jsonl("results/team/chat/results.jsonl")
+    assert [r["custom_id"] for r in results] == [line["custom_id"] for line in lines]
+    assert [r["line"] for r in results] == list(range(1, 13))
+    batch_id = outcome["batch_ids"][0]
+    raw = pipeline.read_jsonl(f"results/team/chat/raw/{batch_id}.output.jsonl")
+    raw_order = [r["custom_id"] for r in raw]
+    expected_ok = [line["custom_id"] for line in lines if not line["custom_id"].startswith("fail")]
+    assert raw_order != expected_ok  # OpenAI's order differs from the input's...
+    assert sorted(raw_order) == sorted(expected_ok)  # ...and the merge put it right
+    failed = [r for r in results if r["status"] == "failed"]
+    assert [r["custom_id"] for r in failed] == ["fail-3", "fail-7"]
+    assert all(r["status_code"] == 400 and r["error"] for r in failed)
+    ok = results[0]
+    assert ok["status"] == "succeeded"
+    assert ok["response"]["object"] == "chat.completion"
+    assert (job["total"], job["succeeded"], job["failed"]) == (12, 10, 2)
+    assert job["usage"]["total_tokens"] > 0
+    summary = json.loads(pipeline.read("results/team/chat/summary.json"))
+    assert summary["status"] == "completed"
+    (email,) = pipeline.inbox.messages()
+    assert email["subject"] == "batchdrop: chat.jsonl completed, 10/12 ok, 2 failed"
+    assert len(email["subject"]) <= 100
+    body = email["body"]
+    assert "12 total, 10 succeeded, 2 failed" in body
+    assert f"s3://{pipeline.bucket}/results/team/chat/results.jsonl" in body
+    assert "X-Amz-Expires=604800" in body  # the pre-signed link lasts 7 days
+    assert f"{job['usage']['total_tokens']:,} total" in body
+    assert "http_400" in body or "invalid_request" in body
+    assert email["attributes"] == {"status": "completed", "endpoint": "/v1/chat/completions"}
+    assert pipeline.active_index() == []  # finished jobs leave the index
+    pipeline.tick()
+    assert pipeline.inbox.messages() == []  # and later ticks email nothing more
+
+
+def test_an_expired_batch_keeps_its_partial_results_and_lists_the_unfinished(
+    pipeline: Pipeline,
+) -> None:
+    lines = request_lines(10)
+    pipeline.sim.outcomes.push("expired", finished_fraction=0.4)
+    outcome = pipeline.submit("requests/late.jsonl", jsonl(lines))
+    pipeline.tick()
+    pipeline.clock.advance(24 * 3600)  # the completion window runs out
+
+    job = pipeline.run(outcome["job_id"])
+
+    assert job["status"] == "expired"
+    results = pipeline.read_jsonl("results/late/results.jsonl")
+    assert [r["custom_id"] for r in results] == [line["custom_id"] for line in lines]
+    done = [r for r in results if r["status"] == "succeeded"]
+    unfinished = [r for r in results if r["status"] == "unfinished"]
+    assert len(done) == 4
+    assert len(unfinished) == 6
+    resubmit = pipeline.read_jsonl("results/late/unfinished.jsonl")
+    assert [r["custom_id"] for r in resubmit] == [r["custom_id"] for r in unfinished]
+    assert resubmit[0] == lines[results.index(unfinished[0])]  # the original request, as sent
+    (email,) = pipeline.inbox.messages()
+    assert "expired" in email["subject"]
+    assert "6 unfinished" in email["body"]
+    assert "results/late/unfinished.jsonl" in email["body"]
+    assert email["attributes"]["status"] == "expired"
+
+
+def test_a_batch_cancelled_on_openai_keeps_its_partial_results(pipeline: Pipeline) -> None:
+    lines = request_lines(10)
+    outcome = pipeline.submit("requests/stop.jsonl", jsonl(lines))
+    pipeline.clock.advance(60 + 300)  # validated, and half way through its run
+    requests.post(
+        f"{pipeline.sim.base_url}/batches/{outcome['batch_ids'][0]}/cancel",
+        headers={"Authorization": f"Bearer {SIM_API_KEY}"},
+        timeout=5,
+    ).raise_for_status()
+
+    job = pipeline.run(outcome["job_id"])
+
+    assert job["status"] == "cancelled"
+    results = pipeline.read_jsonl("results/stop/results.jsonl")
+    statuses = {r["status"] for r in results}
+    assert statuses == {"succeeded", "unfinished"}
+    (email,) = pipeline.inbox.messages()
+    assert "cancelled" in email["subject"]
+
+
+def test_completed_with_no_output_file_is_reported_not_crashed_on(pipeline: Pipeline) -> None:
+    pipeline.sim.outcomes.push("all_failed")
+    outcome = pipeline.submit("requests/doomed.jsonl", jsonl(request_lines(5)))
+
+    job = pipeline.run(outcome["job_id"])
+
+    assert job["status"] == "completed"
+    assert (job["succeeded"], job["failed"]) == (0, 5)
+    results = pipeline.read_jsonl("results/doomed/results.jsonl")
+    assert {r["status"] for r in results} == {"failed"}
+    (email,) = pipeline.inbox.messages()
+    assert "0/5 ok, 5 failed" in email["subject"]
+
+
+def test_token_limit_exceeded_waits_and_resubmits_until_it_completes(pipeline: Pipeline) -> None:
+    pipeline.sim.outcomes.push("token_limit_exceeded")
+    outcome = pipeline.submit("requests/busy.jsonl", jsonl(request_lines(4)))
+
+    job = pipeline.run(outcome["job_id"])
+
+    assert job["status"] == "completed"
+    (part,) = pipeline.parts(outcome["job_id"])
+    assert part["previous_batch_ids"] == outcome["batch_ids"]
+    assert part["batch_id"] != outcome["batch_ids"][0]
+    assert part["resubmits"] == 1
+    assert pipeline.sim.count("POST /v1/batches") == 2
+    (email,) = pipeline.inbox.messages()  # no email for the failure that was retried
+    assert "completed" in email["subject"]
+
+
+def test_token_limit_exceeded_that_never_clears_ends_in_one_failure_email(
+    pipeline: Pipeline,
+) -> None:
+    pipeline.sim.outcomes.push("token_limit_exceeded", count=7)
+    outcome = pipeline.submit("requests/never.jsonl", jsonl(request_lines(4)))
+
+    job = pipeline.run(outcome["job_id"], max_ticks=400)
+
+    assert job["status"] == "failed"
+    assert pipeline.sim.count("POST /v1/batches") == 7  # the first try and six resubmissions
+    (email,) = pipeline.inbox.messages()
+    assert "failed" in email["subject"]
+    assert "token_limit_exceeded" in email["body"]
+    assert "Enqueued token limit" in email["body"]
+    assert "once other batches finish" in email["body"]
+    assert email["attributes"]["status"] == "failed"
+
+
+@pytest.mark.parametrize("status", ["validating", "finalizing"])
+def test_a_stuck_batch_warns_once_and_polling_goes_on(status: str, pipeline: Pipeline) -> None:
+    pipeline.sim.outcomes.push(f"stuck_{status}")
+    outcome = pipeline.submit("requests/slow.jsonl", jsonl(request_lines(3)))
+    batch_id = outcome["batch_ids"][0]
+
+    for _ in range(75):  # 150 simulated minutes, past the 120-minute threshold
+        pipeline.clock.advance(120)
+        pipeline.tick()
+    (warning,) = pipeline.inbox.messages()
+    assert f"has been {status}" in warning["subject"]
+    assert batch_id in warning["body"]
+    assert warning["attributes"]["status"] == "stuck"
+
+    pipeline.sim.release(batch_id)
+    job = pipeline.run(outcome["job_id"])
+
+    assert job["status"] == "completed"
+    (email,) = pipeline.inbox.messages()
+    assert "completed" in email["subject"]
+
+
+def test_a_tick_with_nothing_active_calls_nobody(pipeline: Pipeline) -> None:
+    summary = pipeline.tick()
+
+    assert summary["active"] == 0
+    assert list(pipeline.sim.calls) == []
