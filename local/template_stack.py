@@ -35,9 +35,12 @@ class S3Trigger:
     suffix: str
 
     def matches(self, event_name: str, key: str) -> bool:
+        """Would S3 invoke the function for this record ("ObjectCreated:Put", key)?"""
+        # The configuration says "s3:ObjectCreated:*" where the record says "ObjectCreated:Put".
+        configured = (e.removeprefix("s3:") for e in self.events)
         wanted = any(
             event_name == e or (e.endswith("*") and event_name.startswith(e[:-1]))
-            for e in self.events
+            for e in configured
         )
         return wanted and key.startswith(self.prefix) and key.endswith(self.suffix)
 
