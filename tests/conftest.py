@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
-# As template.yaml's Globals do, and before any layer module creates its child logger: a child
-# logger is named after the service at import and must find its parent by that name.
-os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "batchdrop")
-
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -18,8 +12,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from batchdrop import runtime
+from batchdrop import SERVICE, runtime
 from batchdrop.openai_api import RetryPolicy
+from local.inbox import Inbox
 from local.lambda_runtime import Function
 from local.moto_atomic import make_dynamodb_writes_atomic
 from local.simulator import BatchSimulator
@@ -33,7 +28,7 @@ SIM_API_KEY = "sk-batchdrop-test-0123456789abcdef"
 def fresh_service_logger() -> None:
     """Powertools configures the service's logger once per process, bound to the stdout of that
     moment; each test captures a new stdout, so each starts from an unconfigured logger."""
-    service = logging.getLogger(os.environ["POWERTOOLS_SERVICE_NAME"])
+    service = logging.getLogger(SERVICE)
     for handler in list(service.handlers):
         service.removeHandler(handler)
     for marker in ("init", "powertools_handler"):  # how Powertools recognises its own setup
@@ -108,38 +103,6 @@ def load_function(
 @pytest.fixture
 def bucket(stack: DeployedStack) -> str:
     return stack.resource("BatchBucket")
-
-
-class Inbox:
-    """What the email subscribers would receive: an SQS queue subscribed to the topic."""
-
-    def __init__(self, topic_arn: str) -> None:
-        self._sqs = boto3.client("sqs")
-        self._url = self._sqs.create_queue(QueueName="test-inbox")["QueueUrl"]
-        arn = self._sqs.get_queue_attributes(QueueUrl=self._url, AttributeNames=["QueueArn"])
-        boto3.client("sns").subscribe(
-            TopicArn=topic_arn, Protocol="sqs", Endpoint=arn["Attributes"]["QueueArn"]
-        )
-
-    def messages(self) -> list[dict[str, Any]]:
-        received: list[dict[str, Any]] = []
-        while batch := self._sqs.receive_message(QueueUrl=self._url, MaxNumberOfMessages=10).get(
-            "Messages", []
-        ):
-            for message in batch:
-                envelope = json.loads(message["Body"])
-                received.append(
-                    {
-                        "subject": envelope.get("Subject"),
-                        "body": envelope["Message"],
-                        "attributes": {
-                            name: value["Value"]
-                            for name, value in envelope.get("MessageAttributes", {}).items()
-                        },
-                    }
-                )
-                self._sqs.delete_message(QueueUrl=self._url, ReceiptHandle=message["ReceiptHandle"])
-        return received
 
 
 @pytest.fixture

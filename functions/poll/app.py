@@ -8,10 +8,10 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from batchdrop import runtime
+from batchdrop import SERVICE, runtime
 from batchdrop.settings import Settings
 
-logger = Logger()
+logger = Logger(service=SERVICE)
 tracer = Tracer()
 metrics = Metrics()
 

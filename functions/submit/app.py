@@ -18,11 +18,11 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from batchdrop import aws, runtime
+from batchdrop import SERVICE, aws, runtime
 from batchdrop.model import SourceObject
 from batchdrop.settings import ConfigurationError, Settings
 
-logger = Logger()
+logger = Logger(service=SERVICE)
 tracer = Tracer()
 metrics = Metrics()
 

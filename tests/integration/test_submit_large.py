@@ -8,6 +8,7 @@ import boto3
 import pytest
 from aws_lambda_powertools import Logger, Metrics
 
+from batchdrop import SERVICE
 from batchdrop.model import SourceObject
 from batchdrop.notices import NoticeOutbox
 from batchdrop.notifier import SnsNotifier
@@ -53,7 +54,9 @@ def test_fifty_thousand_and_one_lines_become_two_batches_in_one_job(
 @pytest.fixture
 def small_limit_submitter(stack: DeployedStack, openai_sim: BatchSimulator) -> Submitter:
     """The real adapters, with limits small enough to exercise the Uploads API cheaply."""
-    Logger()  # the service logger a handler creates, which the domain's child loggers join
+    Logger(
+        service=SERVICE
+    )  # the service logger a handler creates, which the domain's child loggers join
     table = boto3.resource("dynamodb").Table(stack.resource("JobsTable"))
     store = JobStore(table, retention_days=1)
     return Submitter(

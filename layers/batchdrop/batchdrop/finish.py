@@ -18,6 +18,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from batchdrop import SERVICE
 from batchdrop.launch import BatchLauncher, ObjectVersion, batch_metadata
 from batchdrop.lines import IterableReader, Readable
 from batchdrop.messages import JobOutcome, outcome_notice
@@ -30,7 +31,7 @@ from batchdrop.s3stream import S3MultipartWriter, copy_stream
 from batchdrop.store import JobStore
 from batchdrop.validation import normalised_lines, validate_stream
 
-logger = Logger(child=True)
+logger = Logger(service=SERVICE, child=True)
 
 FINISH_RESERVE_SECONDS = 60.0  # a merge needs room; otherwise the next tick finishes the job
 MAX_FOLLOW_UP_ROUNDS = 2  # how often unfinished requests are resubmitted automatically

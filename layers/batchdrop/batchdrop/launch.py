@@ -11,11 +11,12 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from batchdrop import SERVICE
 from batchdrop.openai_api import OpenAIBatchAPI, OpenAIError, RetryPolicy
 from batchdrop.s3io import S3Objects
 from batchdrop.validation import Part, normalised_lines
 
-logger = Logger(child=True)
+logger = Logger(service=SERVICE, child=True)
 
 WRITE_BUFFER_BYTES = 1024 * 1024  # lines are sent in ~1 MiB writes, not one syscall each
 ADOPTION_WINDOW_SECONDS = 600  # how long before its record a matching batch may have been made

@@ -6,10 +6,11 @@ from typing import Protocol
 
 from aws_lambda_powertools import Logger
 
+from batchdrop import SERVICE
 from batchdrop.notifier import Notice
 from batchdrop.store import JobStore
 
-logger = Logger(child=True)
+logger = Logger(service=SERVICE, child=True)
 
 # Longer than any invocation (15 minutes), so a live publisher is never overtaken.
 CLAIM_LEASE_SECONDS = 20 * 60

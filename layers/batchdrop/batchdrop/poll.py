@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from batchdrop import SERVICE
 from batchdrop.launch import BatchLauncher, batch_metadata
 from batchdrop.messages import stuck_notice
 from batchdrop.model import TERMINAL_BATCH_STATUSES
@@ -23,7 +24,7 @@ from batchdrop.notices import NoticeOutbox
 from batchdrop.openai_api import OpenAIBatchAPI
 from batchdrop.store import JobStore, StaleRecordError, openai_fields
 
-logger = Logger(child=True)
+logger = Logger(service=SERVICE, child=True)
 
 # Enqueued-token-limit failures free up as other batches finish: wait, then try again.
 TOKEN_LIMIT_ERROR = "token_limit_exceeded"  # noqa: S105 - an error code, not a secret

@@ -31,11 +31,12 @@ from typing import IO, Any
 
 from aws_lambda_powertools import Logger
 
+from batchdrop import SERVICE
 from batchdrop.lines import Line, Readable, iter_lines
 from batchdrop.s3stream import Writable
 from batchdrop.validation import MAX_LINE_BYTES
 
-logger = Logger(child=True)
+logger = Logger(service=SERVICE, child=True)
 
 DEFAULT_BUCKET_BYTES = 16 * 1024 * 1024
 # One result line may be far larger than its request: embeddings of 2,048 inputs, say.

@@ -15,6 +15,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from batchdrop import SERVICE
 from batchdrop.launch import BatchLauncher, ObjectVersion, batch_metadata, part_filename
 from batchdrop.messages import rejection_notice
 from batchdrop.model import JobStatus, SourceObject, report_key
@@ -24,7 +25,7 @@ from batchdrop.s3io import S3Objects
 from batchdrop.store import JobStore
 from batchdrop.validation import Part, ValidationReport, validate_stream
 
-logger = Logger(child=True)
+logger = Logger(service=SERVICE, child=True)
 
 
 @dataclass(frozen=True)
