@@ -8,10 +8,11 @@ from typing import Any
 
 import boto3
 
+from local.inbox import Inbox
 from local.lambda_runtime import Function
 from local.simulator import BatchSimulator, ManualClock
 from local.template_stack import DeployedStack
-from tests.conftest import Inbox, load_event
+from tests.conftest import load_event
 from tests.support import drop
 
 TICK_SECONDS = 120  # simulated time between two poll ticks

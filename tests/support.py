@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
-from urllib.parse import quote_plus
 
 import boto3
 
-from tests.conftest import load_event
+from local.s3_events import object_created
 
 MODELS = {
     "/v1/chat/completions": "gpt-4o-mini",
@@ -50,26 +48,15 @@ def jsonl(lines: list[dict[str, Any]]) -> bytes:
     return b"".join(json.dumps(line).encode() + b"\n" for line in lines)
 
 
-def s3_encoded(key: str) -> str:
-    """Keys arrive in S3 events URL-encoded, with '+' for a space."""
-    return quote_plus(key, safe="/")
-
-
 def drop(bucket: str, key: str, body: bytes, template: str = "s3_put.json") -> dict[str, Any]:
     """Upload an object, then return the S3 event AWS would send for it."""
-    s3 = boto3.client("s3")
-    put = s3.put_object(Bucket=bucket, Key=key, Body=body)
-    event = copy.deepcopy(load_event(template))
-    record = event["Records"][0]
-    record["s3"]["bucket"]["name"] = bucket
-    record["s3"]["bucket"]["arn"] = f"arn:aws:s3:::{bucket}"
-    record["s3"]["object"].update(
-        {
-            "key": s3_encoded(key),
-            "size": len(body),
-            "eTag": put["ETag"].strip('"'),
-            "versionId": put.get("VersionId"),
-            "sequencer": f"{abs(hash((key, put['ETag']))):016X}",
-        }
+    put = boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=body)
+    return object_created(
+        bucket=bucket,
+        key=key,
+        size=len(body),
+        etag=put["ETag"],
+        sequencer=f"{abs(hash((key, put['ETag']))):016X}",
+        version_id=put.get("VersionId"),
+        template=template,
     )
-    return event

@@ -8,10 +8,11 @@ from collections.abc import Callable
 import pytest
 import requests
 
+from local.inbox import Inbox
 from local.lambda_runtime import Function
 from local.simulator import BatchSimulator
 from local.template_stack import DeployedStack
-from tests.conftest import SIM_API_KEY, Inbox
+from tests.conftest import SIM_API_KEY
 from tests.pipeline import Pipeline
 from tests.support import jsonl, request_lines
 

@@ -11,10 +11,11 @@ import boto3
 import pytest
 
 from batchdrop.notices import CLAIM_LEASE_SECONDS
+from local.inbox import Inbox
 from local.lambda_runtime import Function
 from local.simulator import BatchSimulator
 from local.template_stack import DeployedStack
-from tests.conftest import Inbox, load_event
+from tests.conftest import load_event
 from tests.pipeline import TICK_SECONDS, Pipeline
 from tests.support import jsonl, request_lines
 

@@ -8,10 +8,11 @@ from collections.abc import Callable
 import boto3
 import pytest
 
+from local.inbox import Inbox
 from local.lambda_runtime import Function
 from local.simulator import BatchSimulator
 from local.template_stack import DeployedStack
-from tests.conftest import Inbox, load_event
+from tests.conftest import load_event
 from tests.support import MODELS, drop, jsonl, request_lines
 
 

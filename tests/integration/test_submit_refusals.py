@@ -9,10 +9,10 @@ from typing import Any
 import boto3
 import pytest
 
+from local.inbox import Inbox
 from local.lambda_runtime import Function
 from local.simulator import BatchSimulator
 from local.template_stack import DeployedStack
-from tests.conftest import Inbox
 from tests.support import drop, jsonl, request_lines
 
 VALID = request_lines(3)

@@ -1,0 +1,346 @@
+"""A friendly front for a batchdrop stack, deployed or local: submit, follow, fetch, cancel.
+
+It finds the stack's bucket and table from the CloudFormation outputs (or the local stack's
+state file) and speaks to them with the user's own credentials; it never needs the OpenAI key.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import boto3
+from boto3.dynamodb.conditions import Attr
+from botocore.exceptions import BotoCoreError, ClientError
+
+from batchdrop.model import SourceObject, results_prefix
+from batchdrop.store import batch_key, job_key
+from batchdrop.validation import ValidationReport, validate_stream
+
+# moto accepts any credentials; these keep a laptop without AWS credentials working.
+LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+FINISHED = {"completed", "failed", "expired", "cancelled", "rejected"}
+
+
+class UserError(Exception):
+    """Something the user must fix, said in one line."""
+
+
+@dataclass(frozen=True)
+class StackInfo:
+    bucket: str
+    input_prefix: str
+    table: str
+    topic_arn: str
+    region: str | None = None
+    endpoint: str | None = None
+
+    @classmethod
+    def from_outputs(
+        cls, outputs: dict[str, str], region: str | None = None, endpoint: str | None = None
+    ) -> StackInfo:
+        try:
+            return cls(
+                bucket=outputs["BucketName"],
+                input_prefix=outputs["InputPrefix"],
+                table=outputs["TableName"],
+                topic_arn=outputs["TopicArn"],
+                region=region,
+                endpoint=endpoint,
+            )
+        except KeyError as missing:
+            raise UserError(
+                f"the stack has no {missing} output; is it a batchdrop stack?"
+            ) from None
+
+    @classmethod
+    def from_cloudformation(cls, stack_name: str) -> StackInfo:
+        try:
+            cloudformation = boto3.client("cloudformation")
+            stacks = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
+        except (ClientError, BotoCoreError) as exc:
+            raise UserError(f"cannot read stack {stack_name!r}: {_reason(exc)}") from None
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+        return cls.from_outputs(outputs, region=cloudformation.meta.region_name)
+
+    @classmethod
+    def from_local_state(cls, path: Path) -> StackInfo:
+        if not path.exists():
+            raise UserError(f"no local stack found ({path} is missing); run `batchdrop local up`")
+        state = json.loads(path.read_text())
+        return cls.from_outputs(state["outputs"], state.get("region"), state["endpoint"])
+
+
+@dataclass(frozen=True)
+class BatchView:
+    batch_id: str
+    status: str
+    total: int
+    completed: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class JobView:
+    job_id: str
+    key: str
+    status: str
+    created_at: int
+    record: dict[str, Any]
+    batches: list[BatchView] = field(default_factory=list)
+
+    @property
+    def filename(self) -> str:
+        return Path(self.key).name
+
+    @property
+    def total(self) -> int:
+        return int(self.record.get("request_count") or self.record.get("total") or 0)
+
+    @property
+    def done(self) -> int:
+        if self.status in FINISHED:
+            return int(self.record.get("succeeded", 0)) + int(self.record.get("failed", 0))
+        return sum(b.completed + b.failed for b in self.batches)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "key": self.key,
+            "status": self.status,
+            "created_at": self.created_at,
+            "total": self.total,
+            "done": self.done,
+            "succeeded": self.record.get("succeeded"),
+            "failed": self.record.get("failed"),
+            "unfinished": self.record.get("unfinished"),
+            "batches": [b.__dict__ for b in self.batches],
+        }
+
+
+@dataclass(frozen=True)
+class Submitted:
+    job_id: str
+    key: str
+    version_id: str | None
+    report: ValidationReport
+
+
+class BatchdropClient:
+    def __init__(self, info: StackInfo) -> None:
+        self.info = info
+        session = boto3.session.Session(region_name=info.region)
+        if info.endpoint:  # the local stack: moto takes any credentials
+            session = boto3.session.Session(**LOCAL_CREDENTIALS, region_name=info.region)
+        self._s3 = session.client("s3", endpoint_url=info.endpoint)
+        self._table = session.resource("dynamodb", endpoint_url=info.endpoint).Table(info.table)
+
+    # --- submit ------------------------------------------------------------------------------
+
+    def submit(self, path: Path, name: str | None = None) -> Submitted:
+        """Validate with the Lambda's own validator (fail fast), then upload to the prefix."""
+        if not path.is_file():
+            raise UserError(f"{path}: no such file")
+        with path.open("rb") as stream:
+            report = validate_stream(stream)
+        if not report.ok:
+            problems = "; ".join(p.message for p in report.problems[:3])
+            more = f" (+{report.problem_count - 3} more)" if report.problem_count > 3 else ""
+            raise UserError(f"{path}: {report.problem_count} problem(s): {problems}{more}")
+        key = f"{self.info.input_prefix}{name or path.name}"
+        if not key.endswith(".jsonl"):
+            raise UserError(f"{key}: only .jsonl files are submitted; rename the file")
+        with path.open("rb") as body:
+            put = self._call(
+                lambda: self._s3.put_object(Bucket=self.info.bucket, Key=key, Body=body)
+            )
+        version = put.get("VersionId")
+        job_id = SourceObject(self.info.bucket, key, 0, put["ETag"], "", version).job_id
+        return Submitted(job_id, key, version, report)
+
+    # --- jobs --------------------------------------------------------------------------------
+
+    def job(self, job_id: str) -> JobView:
+        item = self._call(
+            lambda: self._table.get_item(Key=job_key(job_id), ConsistentRead=True).get("Item")
+        )
+        if item is None:
+            raise UserError(f"no job {job_id!r}; `batchdrop status` lists the jobs")
+        return self._view(item)
+
+    def wait_for_job(self, job_id: str, *, timeout: float = 120.0) -> JobView:
+        """A just-uploaded file becomes a job once the submit function has claimed it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.job(job_id)
+            except UserError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.25)
+
+    def jobs(self, limit: int = 20) -> list[JobView]:
+        """The jobs of the newest uploads, found from the bucket rather than by a table Scan."""
+        listed = self._call(
+            lambda: self._s3.list_object_versions(
+                Bucket=self.info.bucket, Prefix=self.info.input_prefix
+            )
+        )
+        versions = sorted(
+            listed.get("Versions", []), key=lambda v: v["LastModified"], reverse=True
+        )[:limit]
+        views = []
+        for version in versions:
+            version_id = None if version["VersionId"] == "null" else version["VersionId"]
+            source = SourceObject(
+                self.info.bucket, version["Key"], 0, version["ETag"], "", version_id
+            )
+            item = self._table.get_item(Key=job_key(source.job_id)).get("Item")
+            if item is not None:
+                views.append(self._view(item))
+        return views
+
+    def follow(
+        self,
+        job_id: str,
+        on_change: Callable[[JobView], None],
+        *,
+        interval: float = 0.5,
+        timeout: float | None = None,
+    ) -> JobView:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        last: tuple[str, int] | None = None
+        while True:
+            view = self.job(job_id)
+            if (view.status, view.done) != last:
+                on_change(view)
+                last = (view.status, view.done)
+            if view.finished:
+                return view
+            if deadline is not None and time.monotonic() > deadline:
+                raise UserError(f"job {job_id} is still {view.status}; try again later")
+            time.sleep(interval)
+
+    def cancel(self, job_id: str, *, settle_timeout: float = 60.0) -> JobView:
+        """Record the request; the poll function cancels the batches on OpenAI at its next tick."""
+        view = self.job(job_id)
+        deadline = time.monotonic() + settle_timeout
+        while view.status == "submitting" and time.monotonic() < deadline:
+            time.sleep(0.25)  # its batches are being created; each must carry the request
+            view = self.job(job_id)
+        if view.finished:
+            raise UserError(f"job {job_id} already ended ({view.status})")
+        self._table.update_item(
+            Key=job_key(job_id),
+            UpdateExpression="SET cancel_requested = :yes",
+            ExpressionAttributeValues={":yes": True},
+        )
+        for batch in self._batch_items(job_id):
+            self._table.update_item(
+                Key=batch_key(job_id, int(batch["index"])),
+                UpdateExpression="SET cancel_requested = :yes",
+                ConditionExpression=Attr("pk").exists(),
+                ExpressionAttributeValues={":yes": True},
+            )
+        return self.job(job_id)
+
+    # --- results -----------------------------------------------------------------------------
+
+    def download_results(self, job_id: str, out_dir: Path, *, raw: bool = False) -> list[Path]:
+        view = self.job(job_id)
+        if view.status == "rejected":
+            names = [str(view.record["report_key"])]
+        elif not view.finished:
+            raise UserError(f"job {job_id} is still {view.status}; its results are not ready")
+        else:
+            prefix = results_prefix(view.key, self.info.input_prefix)
+            names = self._keys(prefix) if raw else [
+                f"{prefix}{name}" for name in ("results.jsonl", "summary.json", "unfinished.jsonl")
+            ]  # fmt: skip
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written = []
+        for key in names:
+            if raw or self._exists(key):
+                target = out_dir / Path(key).name
+                if raw and "/raw/" in key:
+                    target = out_dir / "raw" / Path(key).name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self._s3.download_file(self.info.bucket, key, str(target))
+                written.append(target)
+        return written
+
+    # --- internals ---------------------------------------------------------------------------
+
+    def _view(self, item: dict[str, Any]) -> JobView:
+        return JobView(
+            job_id=str(item["job_id"]),
+            key=str(item.get("source_key", "")),
+            status=str(item.get("status", "")),
+            created_at=int(item.get("created_at", 0)),
+            record=_plain(item),
+            batches=[_batch_view(b) for b in self._batch_items(str(item["job_id"]))],
+        )
+
+    def _batch_items(self, job_id: str) -> list[dict[str, Any]]:
+        response = self._table.query(
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :b)",
+            ExpressionAttributeValues={":pk": f"JOB#{job_id}", ":b": "BATCH#"},
+            ConsistentRead=True,
+        )
+        items: list[dict[str, Any]] = response["Items"]
+        return items
+
+    def _keys(self, prefix: str) -> list[str]:
+        listed = self._s3.list_objects_v2(Bucket=self.info.bucket, Prefix=prefix)
+        return [obj["Key"] for obj in listed.get("Contents", [])]
+
+    def _exists(self, key: str) -> bool:
+        try:
+            self._s3.head_object(Bucket=self.info.bucket, Key=key)
+        except ClientError:
+            return False
+        return True
+
+    def _call(self, operation: Callable[[], Any]) -> Any:
+        try:
+            return operation()
+        except (ClientError, BotoCoreError) as exc:
+            raise UserError(_reason(exc)) from None
+
+
+def _batch_view(item: dict[str, Any]) -> BatchView:
+    counts = item.get("openai", {}).get("request_counts") or {}
+    return BatchView(
+        batch_id=str(item.get("batch_id", "")),
+        status=str(item.get("status", "")),
+        total=int(counts.get("total", 0)),
+        completed=int(counts.get("completed", 0)),
+        failed=int(counts.get("failed", 0)),
+    )
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        return f"{error.get('Code', 'Error')}: {error.get('Message', '')}".strip()
+    return str(exc)
+
+
+def _plain(value: Any) -> Any:
+    """DynamoDB's Decimals as ints, for printing and JSON."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,43 @@
+"""How jobs look in a terminal: progress bars and a compact table."""
+
+from __future__ import annotations
+
+import time
+
+from local.client import JobView
+
+BAR_WIDTH = 30
+
+
+def progress_bar(view: JobView) -> str:
+    total = max(view.total, 1)
+    filled = round(BAR_WIDTH * min(view.done, total) / total)
+    bar = "#" * filled + "-" * (BAR_WIDTH - filled)
+    return f"{view.filename:<28.28} [{bar}] {view.done:>6,}/{view.total:<6,} {view.status}"
+
+
+def jobs_table(views: list[JobView], now: float | None = None) -> str:
+    now = time.time() if now is None else now
+    header = f"{'JOB':<16}  {'FILE':<28}  {'STATUS':<10}  {'PROGRESS':>15}  {'AGE':>6}  COUNTS"
+    rows = [header]
+    for view in views:
+        counts = ""
+        if view.finished and view.status != "rejected":
+            counts = (
+                f"{view.record.get('succeeded', 0):,} ok, {view.record.get('failed', 0):,} failed"
+            )
+        elif view.status == "rejected":
+            counts = f"{view.record.get('problem_count', 0):,} problems"
+        rows.append(
+            f"{view.job_id:<16}  {view.filename:<28.28}  {view.status:<10}  "
+            f"{f'{view.done:,}/{view.total:,}':>15}  {_age(now - view.created_at):>6}  {counts}"
+        )
+    return "\n".join(rows)
+
+
+def _age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
