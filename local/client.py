@@ -10,7 +10,6 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from boto3.dynamodb.conditions import Attr
 from botocore.exceptions import BotoCoreError, ClientError
 
 from batchdrop.model import SourceObject, results_prefix
-from batchdrop.store import batch_key, job_key
+from batchdrop.store import batch_key, from_dynamo, job_key
 from batchdrop.validation import ValidationReport, validate_stream
 
 # moto accepts any credentials; these keep a laptop without AWS credentials working.
@@ -286,7 +285,7 @@ class BatchdropClient:
             key=str(item.get("source_key", "")),
             status=str(item.get("status", "")),
             created_at=int(item.get("created_at", 0)),
-            record=_plain(item),
+            record=from_dynamo(item),
             batches=[_batch_view(b) for b in self._batch_items(str(item["job_id"]))],
         )
 
@@ -333,14 +332,3 @@ def _reason(exc: Exception) -> str:
         error = exc.response.get("Error", {})
         return f"{error.get('Code', 'Error')}: {error.get('Message', '')}".strip()
     return str(exc)
-
-
-def _plain(value: Any) -> Any:
-    """DynamoDB's Decimals as ints, for printing and JSON."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value

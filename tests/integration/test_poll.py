@@ -3,28 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 
 import pytest
 import requests
 
-from local.inbox import Inbox
-from local.lambda_runtime import Function
-from local.simulator import BatchSimulator
-from local.template_stack import DeployedStack
 from tests.conftest import SIM_API_KEY
 from tests.pipeline import Pipeline
 from tests.support import jsonl, request_lines
-
-
-@pytest.fixture
-def pipeline(
-    load_function: Callable[..., Function],
-    stack: DeployedStack,
-    openai_sim: BatchSimulator,
-    inbox: Inbox,
-) -> Pipeline:
-    return Pipeline(load_function, stack, openai_sim, inbox)
 
 
 def test_a_completed_job_brings_results_home_in_input_order_and_emails_once(

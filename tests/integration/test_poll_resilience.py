@@ -20,16 +20,6 @@ from tests.pipeline import TICK_SECONDS, Pipeline
 from tests.support import jsonl, request_lines
 
 
-@pytest.fixture
-def pipeline(
-    load_function: Callable[..., Function],
-    stack: DeployedStack,
-    openai_sim: BatchSimulator,
-    inbox: Inbox,
-) -> Pipeline:
-    return Pipeline(load_function, stack, openai_sim, inbox)
-
-
 def advance_to_completion(pipeline: Pipeline) -> None:
     """Move simulated time past the whole lifecycle without ticking."""
     pipeline.clock.advance(60 + 600 + 60 + 1)

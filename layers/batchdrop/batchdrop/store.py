@@ -58,7 +58,7 @@ class JobStore:
 
     def get_job(self, job_id: str) -> Item | None:
         item = self._table.get_item(Key=job_key(job_id), ConsistentRead=True).get("Item")
-        return _from_dynamo(item) if item else None
+        return from_dynamo(item) if item else None
 
     def update_job(
         self,
@@ -120,7 +120,7 @@ class JobStore:
             KeyConditionExpression=Key("pk").eq(f"JOB#{job_id}") & Key("sk").begins_with("BATCH#"),
             ConsistentRead=True,
         )
-        return [_from_dynamo(item) for item in response["Items"]]
+        return [from_dynamo(item) for item in response["Items"]]
 
     def record_file(self, job_id: str, index: int, fields: Mapping[str, Any]) -> None:
         """Remember an uploaded input file before its batch exists, so a retry can reuse it."""
@@ -214,7 +214,7 @@ class JobStore:
         while True:
             response = self._table.query(**kwargs)
             for item in response["Items"]:
-                yield _from_dynamo(item)
+                yield from_dynamo(item)
             if "LastEvaluatedKey" not in response:
                 return
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
@@ -295,11 +295,12 @@ def _to_dynamo(value: Any) -> Any:
     return value
 
 
-def _from_dynamo(value: Any) -> Any:
+def from_dynamo(value: Any) -> Any:
+    """DynamoDB's Decimals back to ints and floats, recursively."""
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, Mapping):
-        return {k: _from_dynamo(v) for k, v in value.items()}
+        return {k: from_dynamo(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_from_dynamo(v) for v in value]
+        return [from_dynamo(v) for v in value]
     return value
