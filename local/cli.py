@@ -25,7 +25,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from local.client import BatchdropClient, JobView, StackInfo, UserError
-from local.present import jobs_table, progress_bar
+from local.present import job_details, jobs_table, progress_bar
 
 SAMCONFIG = Path("samconfig.toml")
 DEFAULT_STACK = "batchdrop"
@@ -105,8 +105,7 @@ def status(args: argparse.Namespace) -> int:
         if args.json:
             _print_json(view.record | {"batches": [b.__dict__ for b in view.batches]})
         else:
-            print(progress_bar(view))
-            print(json.dumps(view.record, indent=2, sort_keys=True, default=str))
+            print(job_details(view))
         return 0
     views = client.jobs(limit=args.limit)
     if args.json:

@@ -75,6 +75,13 @@ class StackInfo:
         return cls.from_outputs(state["outputs"], state.get("region"), state["endpoint"])
 
 
+# The moments OpenAI stamps on a batch, in lifecycle order.
+BATCH_EVENTS = (
+    "created_at", "in_progress_at", "finalizing_at", "cancelling_at",
+    "completed_at", "failed_at", "expired_at", "cancelled_at",
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class BatchView:
     batch_id: str
@@ -82,6 +89,7 @@ class BatchView:
     total: int
     completed: int
     failed: int
+    events: tuple[tuple[int, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -317,13 +325,18 @@ class BatchdropClient:
 
 
 def _batch_view(item: dict[str, Any]) -> BatchView:
-    counts = item.get("openai", {}).get("request_counts") or {}
+    openai = item.get("openai", {})
+    counts = openai.get("request_counts") or {}
+    events = tuple(
+        (int(openai[name]), name.removesuffix("_at")) for name in BATCH_EVENTS if openai.get(name)
+    )
     return BatchView(
         batch_id=str(item.get("batch_id", "")),
         status=str(item.get("status", "")),
         total=int(counts.get("total", 0)),
         completed=int(counts.get("completed", 0)),
         failed=int(counts.get("failed", 0)),
+        events=events,
     )
 
 

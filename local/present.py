@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 from local.client import JobView
 
@@ -33,6 +34,29 @@ def jobs_table(views: list[JobView], now: float | None = None) -> str:
             f"{f'{view.done:,}/{view.total:,}':>15}  {_age(now - view.created_at):>6}  {counts}"
         )
     return "\n".join(rows)
+
+
+def job_details(view: JobView) -> str:
+    """One job for a person: where it stands, what happened when, and where the results are."""
+    record = view.record
+    lines = [progress_bar(view), "", f"job:      {view.job_id}", f"file:     {view.key}"]
+    if record.get("endpoint"):
+        lines.append(f"endpoint: {record['endpoint']} ({record.get('model', '?')})")
+    if view.status == "rejected":
+        lines.append(f"report:   {record.get('report_key')}")
+    if record.get("results_key"):
+        lines.append(f"results:  {record['results_key']}")
+    history = [(int(record["created_at"]), "job", "received")]
+    for batch in view.batches:
+        history += [(at, batch.batch_id, event) for at, event in batch.events]
+    if record.get("finished_at"):
+        history.append((int(record["finished_at"]), "job", view.status))
+    lines += ["", "history:"]
+    lines += [
+        f"  {datetime.fromtimestamp(at, UTC):%Y-%m-%d %H:%M:%S}  {who:<40}  {what}"
+        for at, who, what in sorted(history)
+    ]
+    return "\n".join(lines)
 
 
 def _age(seconds: float) -> str:

@@ -53,6 +53,12 @@ def test_submit_wait_status_and_results(
     assert "completed" in table
     assert "8 ok, 0 failed" in table
 
+    assert run(state, "status", "cli job.jsonl") == 0
+    details = capsys.readouterr().out
+    assert "history:" in details
+    assert "in_progress" in details
+    assert "results/cli job/results.jsonl" in details
+
     assert run(state, "--json", "status", "cli job.jsonl") == 0
     record = json.loads(capsys.readouterr().out)
     assert record["status"] == "completed"
