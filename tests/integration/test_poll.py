@@ -7,8 +7,9 @@ import json
 import pytest
 import requests
 
+from local.client import BatchdropClient, StackInfo
 from tests.conftest import SIM_API_KEY
-from tests.pipeline import Pipeline
+from tests.pipeline import TICK_SECONDS, Pipeline
 from tests.support import jsonl, request_lines
 
 
@@ -180,3 +181,23 @@ def test_a_tick_with_nothing_active_calls_nobody(pipeline: Pipeline) -> None:
 
     assert summary["active"] == 0
     assert list(pipeline.sim.calls) == []
+
+
+def test_cancelling_a_job_that_waits_for_token_capacity_does_not_resubmit(
+    pipeline: Pipeline,
+) -> None:
+    pipeline.sim.outcomes.push("token_limit_exceeded")
+    outcome = pipeline.submit("requests/wait.jsonl", jsonl(request_lines(4)))
+    pipeline.clock.advance(TICK_SECONDS)
+    pipeline.tick()
+    (part,) = pipeline.parts(outcome["job_id"])
+    assert part["retry_at"] > 0  # waiting for capacity
+    client = BatchdropClient(StackInfo.from_outputs(pipeline.stack.outputs, "us-east-1"))
+
+    client.cancel(outcome["job_id"])
+    job = pipeline.run(outcome["job_id"])
+
+    assert job["status"] == "cancelled"
+    assert pipeline.sim.count("POST /v1/batches") == 1
+    (email,) = pipeline.inbox.messages()
+    assert "cancelled" in email["subject"]

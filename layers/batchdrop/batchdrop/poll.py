@@ -97,21 +97,25 @@ class Poller:
         items = list(self._store.active_batches())
         summary.active = len(items)
         self._metrics.add_metric("PollTickActive", MetricUnit.Count, len(items))
-        jobs = {item["job_id"] for item in items}
+        # A job is handed to the finisher only once every one of its batches is final.
+        ready = {item["job_id"]: True for item in items}
         with ThreadPoolExecutor(max_workers=self._concurrency) as pool:
-            futures: list[Future[str]] = []
+            futures: list[tuple[dict[str, Any], Future[str]]] = []
             for item in items:
                 if time_left() < REFRESH_RESERVE_SECONDS:
                     summary.deferred += 1  # the next tick picks it up
+                    ready[item["job_id"]] = False
                     continue
-                futures.append(pool.submit(self._refresh_safely, item))
-            for future in futures:
+                futures.append((item, pool.submit(self._refresh_safely, item)))
+            for item, future in futures:
                 outcome = future.result()
                 summary.refreshed += outcome != "error"
                 summary.errors += outcome == "error"
-                summary.changed += outcome in {"changed", "resubmitted"}
+                summary.changed += outcome in {"changed", "final", "resubmitted"}
                 summary.resubmitted += outcome == "resubmitted"
-        for job_id in sorted(jobs):
+                if outcome != "final":
+                    ready[item["job_id"]] = False
+        for job_id in sorted(job for job, is_ready in ready.items() if is_ready):
             result = self._finish_safely(job_id, time_left)
             if result != "not_ready":
                 summary.finished_jobs[job_id] = result
@@ -146,9 +150,12 @@ class Poller:
             return "error"
 
     def _refresh(self, item: dict[str, Any]) -> str:
+        """ "final" when the batch is (already or now) final, else what happened to it."""
         if item.get("final"):
-            return "unchanged"  # waiting for its job's other batches or for the finisher
+            return "final"  # waiting for its job's other batches or for the finisher
         if item.get("retry_at") is not None:
+            if item.get("cancel_requested"):
+                return self._cancel_waiting(item)
             return self._resubmit_when_due(item)
         if "batch_id" not in item:
             return self._launch_interrupted(item)
@@ -167,7 +174,17 @@ class Poller:
             item["job_id"], item["index"], changes, expected_version=int(item["version"])
         )
         self._log_change(item, batch, changes)
-        return "changed"
+        return "final" if changes.get("final") else "changed"
+
+    def _cancel_waiting(self, item: dict[str, Any]) -> str:
+        """A batch waiting to be resubmitted is simply not resubmitted once the job is cancelled."""
+        self._store.update_batch(
+            item["job_id"],
+            item["index"],
+            {"status": "cancelled", "final": True, "retry_at": None},
+            expected_version=int(item["version"]),
+        )
+        return "final"
 
     def _terminal_changes(self, item: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any]:
         """A batch has ended: either it is final, or it must wait and be tried again."""
