@@ -8,27 +8,35 @@ PYTHON_VERSION := $(shell cat .python-version)
 PYTHON ?= $(shell command -v python$(PYTHON_VERSION) || command -v python3)
 VENV := .venv
 SAM_VENV := .venv-sam
+CHECKOV_VENV := .venv-checkov
 BIN := $(VENV)/bin
 PIP_QUIET := --quiet --disable-pip-version-check
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help dev lint typecheck cfn-lint sam-validate sam-build unit integration contract pytest test demo clean
+.PHONY: help dev lint typecheck cfn-lint sam-validate sam-build checkov unit integration contract pytest test demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 # A stamp per requirements file makes `make dev` idempotent and quick when nothing changed.
-$(VENV)/.installed: requirements/dev.txt layers/batchdrop/requirements.txt
+$(VENV)/.installed: requirements/dev.txt layers/batchdrop/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install $(PIP_QUIET) --upgrade pip
 	$(BIN)/pip install $(PIP_QUIET) -r requirements/dev.txt
+	$(BIN)/pip install $(PIP_QUIET) --no-deps --editable .
 	touch $@
 
 $(SAM_VENV)/.installed: requirements/sam.txt
 	$(PYTHON) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/pip install $(PIP_QUIET) --upgrade pip
 	$(SAM_VENV)/bin/pip install $(PIP_QUIET) -r requirements/sam.txt
+	touch $@
+
+$(CHECKOV_VENV)/.installed: requirements/checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install $(PIP_QUIET) --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install $(PIP_QUIET) -r requirements/checkov.txt
 	touch $@
 
 dev: $(VENV)/.installed $(SAM_VENV)/.installed ## create both virtualenvs
@@ -50,6 +58,10 @@ sam-validate: $(SAM_VENV)/.installed ## sam validate --lint
 sam-build: $(SAM_VENV)/.installed ## sam build (layer and both functions)
 	PATH="$(dir $(realpath $(PYTHON))):$$PATH" $(SAM_VENV)/bin/sam build --cached
 
+# Every skip is declared next to its resource (Metadata: checkov: skip:) with the reason.
+checkov: $(CHECKOV_VENV)/.installed ## checkov on template.yaml (zero failed checks)
+	$(CHECKOV_VENV)/bin/checkov -f template.yaml --framework cloudformation --skip-download --quiet --compact
+
 unit: $(VENV)/.installed ## unit tests
 	$(BIN)/pytest tests/unit
 
@@ -62,10 +74,10 @@ contract: $(VENV)/.installed ## the openai SDK against the simulator
 pytest: $(VENV)/.installed ## the whole pytest suite
 	$(BIN)/pytest
 
-test: lint typecheck cfn-lint sam-validate sam-build pytest ## everything CI checks
+test: lint typecheck cfn-lint sam-validate sam-build checkov pytest ## everything CI checks
 
 demo: $(VENV)/.installed ## run the whole pipeline locally (moto + the OpenAI simulator)
 	$(BIN)/python -m local.demo
 
 clean: ## remove build output and virtualenvs
-	rm -rf .aws-sam $(VENV) $(SAM_VENV) demo-output
+	rm -rf .aws-sam $(VENV) $(SAM_VENV) $(CHECKOV_VENV) demo-output
