@@ -139,7 +139,8 @@ def deploy(
             creator(session, stack, logical_id, props)
     for logical_id, resource in resources.items():
         if resource["Type"] == "AWS::Lambda::Function":
-            stack.physical_ids.setdefault(logical_id, f"{stack_name}-{logical_id}")
+            name = resolver.resolve(resource["Properties"].get("FunctionName"))
+            stack.physical_ids[logical_id] = str(name or f"{stack_name}-{logical_id}")
     for logical_id, resource in resources.items():
         _collect_wiring(stack, resolver, logical_id, resource)
     for name, output in cfn.get("Outputs", {}).items():

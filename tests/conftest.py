@@ -10,6 +10,7 @@ from typing import Any
 
 import boto3
 import pytest
+from aws_lambda_powertools import Metrics
 from moto import mock_aws
 
 from batchdrop import SERVICE, runtime
@@ -25,9 +26,11 @@ SIM_API_KEY = "sk-batchdrop-test-0123456789abcdef"
 
 
 @pytest.fixture(autouse=True)
-def fresh_service_logger() -> None:
-    """Powertools configures the service's logger once per process, bound to the stdout of that
-    moment; each test captures a new stdout, so each starts from an unconfigured logger."""
+def fresh_powertools() -> None:
+    """Powertools keeps process-wide state that Lambda would start afresh in each environment:
+    metrics buffered but not flushed, and the service's logger bound to the stdout of the moment
+    it was configured (each test captures a new stdout)."""
+    Metrics().clear_metrics()
     service = logging.getLogger(SERVICE)
     for handler in list(service.handlers):
         service.removeHandler(handler)
