@@ -185,3 +185,22 @@ def test_faults_that_outlast_every_retry_leave_the_event_in_the_dead_letter_queu
     replayed = function.invoke(record["requestPayload"])  # an operator redrives the DLQ
     assert replayed["outcomes"][0]["status"] == "submitted"
     assert openai_sim.count("POST /v1/batches") == 1
+
+
+@pytest.mark.parametrize("kind", ["429", "500", "drop"])
+def test_a_lookup_after_an_ambiguous_create_survives_its_own_faults(
+    kind: str,
+    load_function: Callable[[str], Function],
+    bucket: str,
+    openai_sim: BatchSimulator,
+) -> None:
+    """A dropped create may have made the batch; the lookup that checks is faulted too."""
+    event = drop(bucket, "requests/lookup.jsonl", jsonl(request_lines(3)))
+    openai_sim.faults.inject("POST /v1/batches", kind="drop", times=1)
+    openai_sim.faults.inject("GET /v1/batches", kind=kind, times=2, retry_after=1)
+
+    result = load_function("SubmitFunction").invoke(event)
+
+    assert result["outcomes"][0]["status"] == "submitted"
+    assert openai_sim.count("POST /v1/batches") == 1
+    assert openai_sim.count("GET /v1/batches") == 1

@@ -121,3 +121,34 @@ def test_a_failed_part_cancels_the_upload_and_the_retry_starts_clean(
 
     assert outcome.status == "submitted"
     assert openai_sim.count("POST /v1/batches") == 1
+
+
+@pytest.mark.parametrize(
+    "route",
+    [
+        "POST /v1/uploads",
+        "POST /v1/uploads/{upload_id}/parts",
+        "POST /v1/uploads/{upload_id}/complete",
+    ],
+)
+@pytest.mark.parametrize("kind", ["429", "503", "drop"])
+def test_faults_at_each_uploads_api_call_still_make_one_batch(
+    route: str,
+    kind: str,
+    small_limit_submitter: Submitter,
+    bucket: str,
+    openai_sim: BatchSimulator,
+) -> None:
+    body = jsonl(request_lines(60))
+    drop(bucket, "requests/parts.jsonl", body)
+    head = boto3.client("s3").head_object(Bucket=bucket, Key="requests/parts.jsonl")
+    source = SourceObject(bucket, "requests/parts.jsonl", len(body), head["ETag"], "01", None)
+    openai_sim.faults.inject(route, kind=kind, times=2)
+
+    outcome = small_limit_submitter.submit(source)
+
+    assert outcome.status == "submitted"
+    assert openai_sim.count("POST /v1/batches") == 1
+    assert openai_sim.count("POST /v1/uploads/{upload_id}/complete") == 1
+    (batch_id,) = outcome.batch_ids
+    assert openai_sim.file_bytes(openai_sim.batches[batch_id]["input_file_id"]) == body
