@@ -270,19 +270,20 @@ class BatchdropClient:
             raise UserError(f"job {job_id} is still {view.status}; its results are not ready")
         else:
             prefix = results_prefix(view.key, self.info.input_prefix)
-            names = self._keys(prefix) if raw else [
-                f"{prefix}{name}" for name in ("results.jsonl", "summary.json", "unfinished.jsonl")
-            ]  # fmt: skip
+            names = [f"{prefix}results.jsonl", f"{prefix}summary.json"]
+            if view.record.get("unfinished_key"):  # an empty one means nothing is left to run
+                names.append(str(view.record["unfinished_key"]))
+            if raw:
+                names += [key for key in self._keys(f"{prefix}raw/")]
         out_dir.mkdir(parents=True, exist_ok=True)
         written = []
         for key in names:
-            if raw or self._exists(key):
-                target = out_dir / Path(key).name
-                if raw and "/raw/" in key:
-                    target = out_dir / "raw" / Path(key).name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                self._s3.download_file(self.info.bucket, key, str(target))
-                written.append(target)
+            if not self._exists(key):
+                continue
+            target = out_dir / ("raw" if "/raw/" in key else "") / Path(key).name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._s3.download_file(self.info.bucket, key, str(target))
+            written.append(target)
         return written
 
     # --- internals ---------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -78,19 +79,36 @@ def function_spec(logical_id: str, template_path: Path = TEMPLATE) -> FunctionSp
     )
 
 
+_env_lock = threading.Lock()
+_env_users = 0
+_env_saved: dict[str, str | None] = {}
+
+
 @contextmanager
 def environment(variables: Mapping[str, str]) -> Iterator[None]:
-    """Temporarily set process environment variables (a handler reads them at import)."""
-    saved = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
+    """Set process environment variables while a handler loads or runs.
+
+    Invocations overlap in the local stack, so the original values are saved by the first
+    and restored by the last; restoring per call would let one call put back another's values.
+    """
+    global _env_users
+    with _env_lock:
+        for name in variables:
+            _env_saved.setdefault(name, os.environ.get(name))
+        os.environ.update(variables)
+        _env_users += 1
     try:
         yield
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        with _env_lock:
+            _env_users -= 1
+            if _env_users == 0:
+                for name, value in _env_saved.items():
+                    if value is None:
+                        os.environ.pop(name, None)
+                    else:
+                        os.environ[name] = value
+                _env_saved.clear()
 
 
 def load_function(spec: FunctionSpec, env: Mapping[str, str]) -> ModuleType:

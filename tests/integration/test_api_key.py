@@ -74,3 +74,24 @@ def test_a_wrong_key_fails_without_the_key_in_any_log(
     assert "invalid_api_key" in logs.out
     assert sentinel not in logs.out + logs.err
     assert sentinel not in str(caught.value)
+
+
+def test_a_key_with_a_line_break_is_refused_without_echoing_it(
+    load_function: Callable[[str], Function],
+    stack: DeployedStack,
+    bucket: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """requests would quote the whole Authorization header, key included, in its error."""
+    broken = "sk-sentinel-first-half\nsecond-half-9876"
+    secret = stack.resource("OpenAIApiKeySecret")
+    boto3.client("secretsmanager").put_secret_value(SecretId=secret, SecretString=broken)
+    event = drop(bucket, "requests/a.jsonl", jsonl(request_lines(2)))
+
+    with pytest.raises(Exception, match="1 of 1 failed"):
+        load_function("SubmitFunction").invoke(event)
+
+    logs = capsys.readouterr()
+    assert "has spaces or line breaks" in logs.out
+    for fragment in ("sk-sentinel-first-half", "second-half-9876"):
+        assert fragment not in logs.out + logs.err

@@ -17,7 +17,7 @@ from local.simulator import BatchSimulator
 from local.template_stack import DeployedStack
 from tests.conftest import load_event
 from tests.pipeline import TICK_SECONDS, Pipeline
-from tests.support import jsonl, request_lines
+from tests.support import CrashOnce, drop, jsonl, request_lines
 
 
 def advance_to_completion(pipeline: Pipeline) -> None:
@@ -78,20 +78,46 @@ def test_a_crash_between_saving_results_and_publishing_still_emails_once(
     assert pipeline.active_index() == []
 
 
-def test_a_crash_in_the_middle_of_publishing_is_retried_after_the_claim_lapses(
+def test_a_failed_publish_gives_its_claim_back_and_the_next_tick_sends(
     pipeline: Pipeline,
 ) -> None:
-    """Claimed but never marked sent: a later tick takes the claim over and sends it."""
     outcome = pipeline.submit("requests/publish.jsonl", jsonl(request_lines(3)))
     advance_to_completion(pipeline)
     notifier = pipeline.poll_function.module.poller._finisher._outbox._publisher
     real = notifier.publish
 
-    def crash(*args: Any, **kwargs: Any) -> str:
+    def unreachable(*args: Any, **kwargs: Any) -> str:
         raise Crash("SNS unreachable")
 
-    notifier.publish = crash
+    notifier.publish = unreachable
     pipeline.tick()
+    notifier.publish = real
+    pipeline.clock.advance(TICK_SECONDS)
+    pipeline.tick()
+
+    assert len(pipeline.inbox.messages()) == 1
+    assert pipeline.job(outcome["job_id"])["notice_outcome"]["state"] == "sent"
+
+
+class Killed(BaseException):
+    """The Lambda timing out or running out of memory mid-publish."""
+
+
+def test_a_publisher_killed_mid_publish_is_taken_over_after_the_claim_lapses(
+    pipeline: Pipeline,
+) -> None:
+    """Claimed but never marked sent: a later tick takes the claim over and sends it."""
+    outcome = pipeline.submit("requests/killed.jsonl", jsonl(request_lines(3)))
+    advance_to_completion(pipeline)
+    notifier = pipeline.poll_function.module.poller._finisher._outbox._publisher
+    real = notifier.publish
+
+    def killed(*args: Any, **kwargs: Any) -> str:
+        raise Killed
+
+    notifier.publish = killed
+    with pytest.raises(Killed):
+        pipeline.tick()
     notifier.publish = real
     pipeline.clock.advance(TICK_SECONDS)
     pipeline.tick()
@@ -166,6 +192,7 @@ def test_resubmit_unfinished_turns_an_expired_batch_into_a_completed_job(
     results = pipeline.read_jsonl("results/retry/results.jsonl")
     assert [r["custom_id"] for r in results] == [line["custom_id"] for line in lines]
     assert {r["status"] for r in results} == {"succeeded"}
+    assert pipeline.read("results/retry/unfinished.jsonl") == b""  # no stale list to pay twice
     (email,) = inbox.messages()
     assert "completed, 10/10 ok" in email["subject"]
 
@@ -232,3 +259,20 @@ def test_three_hundred_active_batches_are_all_polled_in_one_concurrent_tick(
     table = boto3.resource("dynamodb").Table(stack.resource("JobsTable"))
     statuses = {i["status"] for i in table.scan()["Items"] if i["sk"].startswith("BATCH#")}
     assert statuses == {"in_progress"}
+
+
+def test_a_batch_that_had_already_ended_when_recorded_still_finishes(pipeline: Pipeline) -> None:
+    """Submit crashed after creating the batch; by the retry OpenAI had completed it."""
+    submitter = pipeline.submit_function.module.submitter
+    submitter._store = CrashOnce(submitter._store, "record_batch", before=True)
+    event = drop(pipeline.bucket, "requests/fast.jsonl", jsonl(request_lines(3)))
+    with pytest.raises(Exception, match="1 of 1 failed"):
+        pipeline.submit_function.invoke(event)
+    advance_to_completion(pipeline)
+
+    outcome = pipeline.submit_function.invoke(event)["outcomes"][0]  # adopts a finished batch
+    job = pipeline.run(outcome["job_id"], max_ticks=5)
+
+    assert job["status"] == "completed"
+    assert pipeline.sim.count("POST /v1/batches") == 1
+    assert len(pipeline.inbox.messages()) == 1

@@ -14,35 +14,7 @@ from batchdrop import runtime
 from local.lambda_runtime import Function
 from local.simulator import BatchSimulator
 from local.template_stack import DeployedStack
-from tests.support import drop, jsonl, request_lines
-
-
-class Crash(Exception):
-    """Stands for the process dying: nothing after it runs in this invocation."""
-
-
-class CrashOnce:
-    """Wraps the job store so that one named write 'crashes' the first time it is reached."""
-
-    def __init__(self, store: Any, method: str, *, before: bool) -> None:
-        self._store = store
-        self._method = method
-        self._before = before
-        self.crashed = False
-
-    def __getattr__(self, name: str) -> Any:
-        real = getattr(self._store, name)
-        if name != self._method or self.crashed:
-            return real
-
-        def crashing(*args: Any, **kwargs: Any) -> Any:
-            self.crashed = True
-            if self._before:
-                raise Crash(f"crash before {name}")
-            real(*args, **kwargs)
-            raise Crash(f"crash after {name}")
-
-        return crashing
+from tests.support import CrashOnce, drop, jsonl, request_lines
 
 
 def batches_in_table(stack: DeployedStack) -> list[dict[str, Any]]:

@@ -166,3 +166,23 @@ def test_a_rejection_email_lost_to_a_crash_is_sent_by_the_retry(
     function.invoke(event)
 
     assert len(inbox.messages()) == 1
+
+
+def test_a_rejection_email_that_failed_to_publish_is_sent_by_the_retry(
+    load_function: Callable[[str], Function], bucket: str, inbox: Inbox
+) -> None:
+    event = drop(bucket, "requests/dupes.jsonl", lines_with(1, custom_id="req-0"))
+    function = load_function("SubmitFunction")
+    publisher = function.module.submitter._outbox._publisher
+    real_publish = publisher.publish
+
+    def throttled(*args: Any, **kwargs: Any) -> str:
+        raise RuntimeError("SNS throttled the publish")
+
+    publisher.publish = throttled
+    with pytest.raises(Exception, match="1 of 1 failed"):
+        function.invoke(event)
+    publisher.publish = real_publish
+    function.invoke(event)  # Lambda's retry, a minute later: well inside the claim's lease
+
+    assert len(inbox.messages()) == 1

@@ -68,6 +68,10 @@ class JobFinisher:
         parts = sorted(self._store.batches(job_id), key=lambda item: int(item["index"]))
         if job is None or not parts or not all(part.get("final") for part in parts):
             return "not_ready"
+        if job["status"] == JobStatus.SUBMITTING:
+            # Its submission is still running or waits in the DLQ; finishing needs all parts.
+            logger.warning("batches ended before their job was submitted", extra={"job_id": job_id})
+            return "not_ready"
         if time_left() < FINISH_RESERVE_SECONDS:
             logger.info(
                 "too little time left to finish; the next tick will", extra={"job_id": job_id}
@@ -108,10 +112,10 @@ class JobFinisher:
                 unfinished_path.open("wb") as unfinished,
             ):
                 summary = merge_in_input_order(inputs, results, merged, unfinished, workdir=scratch)
-            unfinished_key = None
-            if summary.unfinished:
-                unfinished_key = f"{prefix}unfinished.jsonl"
-                self._objects.upload_file(unfinished_path, bucket, unfinished_key)
+            # Rewritten even when empty, so a follow-up that finished everything leaves no stale
+            # list of "unfinished" requests behind to be paid for twice.
+            self._objects.upload_file(unfinished_path, bucket, f"{prefix}unfinished.jsonl")
+            unfinished_key = f"{prefix}unfinished.jsonl" if summary.unfinished else None
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         logger.info(
@@ -126,6 +130,8 @@ class JobFinisher:
         if not file_id:
             return None  # e.g. "completed" with every request failed has no output file
         key = f"{prefix}raw/{part['batch_id']}.{kind}.jsonl"
+        if self._objects.size(bucket, key) == self._api.retrieve_file(file_id).get("bytes"):
+            return key  # saved whole by an earlier, interrupted finish
         with (
             self._api.file_content(file_id) as response,
             S3MultipartWriter(self._objects.client, bucket, key) as sink,

@@ -73,7 +73,7 @@ class BatchLauncher:
         token = metadata["submission_token"]
         for attempt in range(self._retry.attempts):
             if look_first or attempt > 0:
-                adopted = self._find(token, recorded_at)
+                adopted = self.find(token, recorded_at)
                 if adopted is not None:
                     logger.info("adopted a batch created before an interruption")
                     return adopted
@@ -89,7 +89,9 @@ class BatchLauncher:
                 self._retry.sleep(self._retry.delay(attempt, None))
         raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
 
-    def _find(self, token: str, recorded_at: int) -> dict[str, Any] | None:
+    def find(self, token: str, recorded_at: int) -> dict[str, Any] | None:
+        """The batch whose metadata carries `token`, made no earlier than shortly before
+        `recorded_at` (when its attempt began), if there is one."""
         for batch in self._api.list_batches():
             if (batch.get("metadata") or {}).get("submission_token") == token:
                 return batch

@@ -29,11 +29,16 @@ class NoticeOutbox:
         """Publish `notice` unless this job's `kind` notice was already sent. True once it has
         been sent, by this call or an earlier one; False while another sender holds the claim,
         so the caller keeps the job around until the notice is known to be out."""
-        if not self._store.claim_notice(job_id, kind, CLAIM_LEASE_SECONDS):
+        claimed_at = self._store.claim_notice(job_id, kind, CLAIM_LEASE_SECONDS)
+        if claimed_at is None:
             state = self._store.notice_state(job_id, kind)
             logger.info("notice not sent by this call", extra={"kind": kind, "state": state})
             return state == "sent"
-        message_id = self._publisher.publish(notice)
+        try:
+            message_id = self._publisher.publish(notice)
+        except Exception:
+            self._store.release_notice(job_id, kind, claimed_at)
+            raise
         self._store.mark_notice_sent(job_id, kind, message_id)
         logger.info("notice sent", extra={"kind": kind, "message_id": message_id})
         return True

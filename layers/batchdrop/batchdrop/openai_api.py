@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+import requests.adapters
 
 JSON = dict[str, Any]
 BodyFactory = Callable[[], Iterable[bytes]]
@@ -72,12 +73,13 @@ class OpenAIBatchAPI:
         retry: RetryPolicy | None = None,
         timeout: tuple[float, float] = (5.0, 120.0),
         session: requests.Session | None = None,
+        pool_size: int = 16,
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
         self._retry = retry or RetryPolicy()
         self._timeout = timeout
-        self._session = session or requests.Session()
+        self._session = session or _pooled_session(pool_size)
 
     # --- files ---------------------------------------------------------------------------------
 
@@ -223,6 +225,9 @@ class OpenAIBatchAPI:
                 retry_after = None
                 # Only a failed connect proves the server never saw the request.
                 ambiguous = not isinstance(exc, requests.ConnectTimeout)
+            except requests.RequestException as exc:
+                # Not worth a retry (a malformed request); its message may quote our headers.
+                raise OpenAIError(0, type(exc).__name__, self._redact(str(exc))) from None
             else:
                 if response.ok:
                     return response
@@ -248,6 +253,15 @@ class OpenAIBatchAPI:
         """Errors travel to logs and emails; the key must never travel with them."""
         key = self._api_key()
         return text.replace(key, "***") if key else text
+
+
+def _pooled_session(size: int) -> requests.Session:
+    """Enough kept-alive connections for every poll thread (requests keeps 10 by default)."""
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=size)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
 
 
 def _retry_after_seconds(response: requests.Response) -> float | None:

@@ -102,13 +102,13 @@ class Poller:
         with ThreadPoolExecutor(max_workers=self._concurrency) as pool:
             futures: list[tuple[dict[str, Any], Future[str]]] = []
             for item in items:
-                if time_left() < REFRESH_RESERVE_SECONDS:
+                futures.append((item, pool.submit(self._refresh_safely, item, time_left)))
+            for item, future in futures:
+                outcome = future.result()
+                if outcome == "deferred":
                     summary.deferred += 1  # the next tick picks it up
                     ready[item["job_id"]] = False
                     continue
-                futures.append((item, pool.submit(self._refresh_safely, item)))
-            for item, future in futures:
-                outcome = future.result()
                 summary.refreshed += outcome != "error"
                 summary.errors += outcome == "error"
                 summary.changed += outcome in {"changed", "final", "resubmitted"}
@@ -136,8 +136,10 @@ class Poller:
 
     # --- one batch ---------------------------------------------------------------------------
 
-    def _refresh_safely(self, item: dict[str, Any]) -> str:
+    def _refresh_safely(self, item: dict[str, Any], time_left: Callable[[], float]) -> str:
         """Refresh one batch; any failure leaves it active for the next tick, never lost."""
+        if time_left() < REFRESH_RESERVE_SECONDS:
+            return "deferred"  # checked as the refresh starts: queued work may wait a while
         try:
             return self._refresh(item)
         except StaleRecordError:
@@ -165,7 +167,10 @@ class Poller:
             batch = self._api.cancel_batch(item["batch_id"])
             status = batch["status"]
         self._warn_if_stuck(item, batch)
-        if status == item.get("status") and _counts(batch) == _counts(item.get("openai", {})):
+        unchanged = status == item.get("status") and _counts(batch) == _counts(item["openai"])
+        # A batch can be recorded already ended (adopted, or failing fast): it must still be
+        # judged final or scheduled for a retry, so only a live batch may stay as it is.
+        if unchanged and status not in TERMINAL_BATCH_STATUSES:
             return "unchanged"
         changes: dict[str, Any] = {"status": status, "openai": openai_fields(batch)}
         if status in TERMINAL_BATCH_STATUSES:
@@ -177,14 +182,24 @@ class Poller:
         return "final" if changes.get("final") else "changed"
 
     def _cancel_waiting(self, item: dict[str, Any]) -> str:
-        """A batch waiting to be resubmitted is simply not resubmitted once the job is cancelled."""
+        """A batch waiting to be resubmitted is not resubmitted once its job is cancelled; one a
+        crashed tick may already have created is adopted, and cancelled by the next refresh."""
+        token = item.get("pending_token")
+        adopted = self._launcher.find(token, int(item["pending_since"])) if token else None
+        changes: dict[str, Any] = {"retry_at": None, "pending_token": None, "pending_since": None}
+        if adopted is None:
+            changes |= {"status": "cancelled", "final": True}
+        else:
+            changes |= {
+                "batch_id": adopted["id"],
+                "status": adopted["status"],
+                "openai": openai_fields(adopted),
+                "previous_batch_ids": [*item.get("previous_batch_ids", []), item["batch_id"]],
+            }
         self._store.update_batch(
-            item["job_id"],
-            item["index"],
-            {"status": "cancelled", "final": True, "retry_at": None},
-            expected_version=int(item["version"]),
+            item["job_id"], item["index"], changes, expected_version=int(item["version"])
         )
-        return "final"
+        return "final" if adopted is None else "changed"
 
     def _terminal_changes(self, item: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any]:
         """A batch has ended: either it is final, or it must wait and be tried again."""
@@ -200,7 +215,8 @@ class Poller:
         return {"final": True}
 
     def _resubmit_when_due(self, item: dict[str, Any]) -> str:
-        if self._store.now() < int(item["retry_at"]):
+        now = self._store.now()
+        if now < int(item["retry_at"]):
             return "unchanged"
         token = item.get("pending_token")
         if token is None:
@@ -209,23 +225,17 @@ class Poller:
             self._store.update_batch(
                 item["job_id"],
                 item["index"],
-                {"pending_token": token},
+                {"pending_token": token, "pending_since": now},
                 expected_version=int(item["version"]),
             )
-            item = {**item, "pending_token": token, "version": int(item["version"]) + 1}
+            item = {**item, "pending_token": token, "pending_since": now}
+            item["version"] = int(item["version"]) + 1
             look_first = False
+        elif now - int(item["pending_since"]) < LAUNCH_LEASE_SECONDS:
+            return "unchanged"  # another tick may still be creating it
         else:
             look_first = True
-        job = self._store.get_job(item["job_id"]) or {}
-        batch = self._launcher.create_or_adopt(
-            file_id=str(item["file_id"]),
-            endpoint=str(job.get("endpoint")),
-            metadata=batch_metadata(
-                item["job_id"], item["index"], job.get("source_key", ""), token
-            ),
-            recorded_at=self._store.now(),
-            look_first=look_first,
-        )
+        batch = self._launch(item, token, int(item["pending_since"]), look_first=look_first)
         self._store.update_batch(
             item["job_id"],
             item["index"],
@@ -237,26 +247,34 @@ class Poller:
                 "resubmits": int(item.get("resubmits", 0)) + 1,
                 "retry_at": None,
                 "pending_token": None,
+                "pending_since": None,
             },
             expected_version=int(item["version"]),
         )
         logger.info("resubmitted", extra={"job_id": item["job_id"], "batch_id": batch["id"]})
         return "resubmitted"
 
+    def _launch(
+        self, item: dict[str, Any], token: str, recorded_at: int, *, look_first: bool
+    ) -> dict[str, Any]:
+        job = self._store.get_job(item["job_id"]) or {}
+        return self._launcher.create_or_adopt(
+            file_id=str(item["file_id"]),
+            endpoint=str(job.get("endpoint")),
+            metadata=batch_metadata(
+                item["job_id"], item["index"], job.get("source_key", ""), token
+            ),
+            recorded_at=recorded_at,
+            look_first=look_first,
+        )
+
     def _launch_interrupted(self, item: dict[str, Any]) -> str:
         """A follow-up whose file was uploaded but whose batch was never recorded: finish the
         launch, adopting the batch if it was created. Recent ones may still be mid-launch."""
         if self._store.now() - int(item["created_at"]) < LAUNCH_LEASE_SECONDS:
             return "unchanged"
-        job = self._store.get_job(item["job_id"]) or {}
-        batch = self._launcher.create_or_adopt(
-            file_id=str(item["file_id"]),
-            endpoint=str(job.get("endpoint")),
-            metadata=batch_metadata(
-                item["job_id"], item["index"], job.get("source_key", ""), item["submission_token"]
-            ),
-            recorded_at=int(item["created_at"]),
-            look_first=True,
+        batch = self._launch(
+            item, str(item["submission_token"]), int(item["created_at"]), look_first=True
         )
         self._store.record_batch(item["job_id"], item["index"], batch)
         return "changed"

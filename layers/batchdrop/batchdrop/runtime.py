@@ -38,7 +38,13 @@ def job_store(settings: Settings) -> JobStore:
 
 def openai_api(settings: Settings) -> OpenAIBatchAPI:
     key = api_key_provider(settings.api_key_secret, aws.client("secretsmanager"))
-    return OpenAIBatchAPI(settings.openai_base_url, key, retry=retry_policy, timeout=openai_timeout)
+    return OpenAIBatchAPI(
+        settings.openai_base_url,
+        key,
+        retry=retry_policy,
+        timeout=openai_timeout,
+        pool_size=max(settings.poll_concurrency, 10),
+    )
 
 
 def poller(settings: Settings, metrics: Metrics) -> Poller:

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from batchdrop.lines import Readable
 
 PRESIGN_SECONDS = 7 * 86_400  # the longest SigV4 allows
@@ -36,6 +38,15 @@ class S3Objects:
             request["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
         body: Readable = self._s3.get_object(**request)["Body"]
         return body
+
+    def size(self, bucket: str, key: str) -> int | None:
+        """The object's size, or None when it is not there (or not readable)."""
+        try:
+            head = self._s3.head_object(Bucket=bucket, Key=key)
+        except ClientError:
+            return None
+        size: int = head["ContentLength"]
+        return size
 
     def put_json(self, bucket: str, key: str, document: Any) -> None:
         body = json.dumps(document, indent=2, ensure_ascii=False).encode()

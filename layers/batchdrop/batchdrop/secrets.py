@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +11,7 @@ from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
 from batchdrop.settings import ConfigurationError
 
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
 PLACEHOLDER = "REPLACE_WITH_OPENAI_API_KEY"  # the value template.yaml creates the secret with
 CACHE_SECONDS = 300  # a rotated key is picked up within five minutes
 
@@ -23,6 +25,12 @@ def api_key_provider(secret_id: str, secrets_client: Any) -> Callable[[], str]:
 
     def from_secrets_manager() -> str:
         value = str(provider.get(secret_id, max_age=CACHE_SECONDS)).strip()
+        if value and not _HEADER_SAFE.fullmatch(value):
+            # A key with a line break or space cannot go in a header; requests would quote the
+            # whole header, key included, in its error.
+            raise ConfigurationError(
+                f"the OpenAI API key in {secret_id} has spaces or line breaks; store the key alone"
+            )
         if not value or value == PLACEHOLDER:
             raise ConfigurationError(
                 "the OpenAI API key is not set: store it with `aws secretsmanager "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import suppress
 from decimal import Decimal
 from typing import Any
 
@@ -80,9 +81,10 @@ class JobStore:
 
     # --- notices (an outbox: claim, publish, mark sent) -----------------------------------------
 
-    def claim_notice(self, job_id: str, kind: str, lease_seconds: int) -> bool:
-        """Claim the right to publish one notice; a claim left by a crashed run is taken over
-        once its lease has passed, so the notice is neither lost nor sent twice at once."""
+    def claim_notice(self, job_id: str, kind: str, lease_seconds: int) -> int | None:
+        """Claim the right to publish one notice, returning the claim's time (None if another
+        holds or has used it). A claim left by a crashed run is taken over once its lease has
+        passed, so the notice is neither lost nor sent twice at once."""
         field = f"notice_{kind}"
         now = self._now()
         never_claimed = Attr(field).not_exists()
@@ -96,8 +98,17 @@ class JobStore:
                 Attr("pk").exists() & (never_claimed | abandoned),
             )
         except StaleRecordError:
-            return False
-        return True
+            return None
+        return now
+
+    def release_notice(self, job_id: str, kind: str, claimed_at: int) -> None:
+        """Give a claim back after a failed publish, so a retry need not wait for the lease."""
+        field = f"notice_{kind}"
+        still_ours = Attr(f"{field}.state").eq("pending") & Attr(f"{field}.claimed_at").eq(
+            claimed_at
+        )
+        with suppress(StaleRecordError):  # someone has taken it over meanwhile
+            self._update(job_key(job_id), {field: None}, still_ours)
 
     def notice_state(self, job_id: str, kind: str) -> str | None:
         job = self.get_job(job_id) or {}
@@ -158,15 +169,20 @@ class JobStore:
         )
 
     def update_batch(
-        self, job_id: str, index: int, changes: Mapping[str, Any], *, expected_version: int
+        self,
+        job_id: str,
+        index: int,
+        changes: Mapping[str, Any],
+        *,
+        expected_version: int | None = None,
     ) -> None:
-        """Record a change seen on OpenAI, unless another tick recorded one first."""
-        self._update(
-            batch_key(job_id, index),
-            changes,
-            Attr("version").eq(expected_version),
-            bump_version=True,
+        """Record a change, unless another tick recorded one first (when a version is given)."""
+        condition = (
+            Attr("pk").exists()
+            if expected_version is None
+            else Attr("version").eq(expected_version)
         )
+        self._update(batch_key(job_id, index), changes, condition, bump_version=True)
 
     def add_follow_up(self, job_id: str, index: int, fields: Mapping[str, Any]) -> None:
         """A follow-up batch of a job's unfinished requests, tracked like any other part."""

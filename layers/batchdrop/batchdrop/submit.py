@@ -28,6 +28,10 @@ from batchdrop.validation import Part, ValidationReport, validate_stream
 logger = Logger(service=SERVICE, child=True)
 
 
+class NoticePendingError(RuntimeError):
+    """The refusal is recorded but its email is not known to be out; Lambda retries."""
+
+
 @dataclass(frozen=True)
 class SubmitOutcome:
     job_id: str
@@ -132,6 +136,10 @@ class Submitter:
             },
             expected_status=JobStatus.SUBMITTING,
         )
+        if (self._store.get_job(job_id) or {}).get("cancel_requested"):
+            # Cancelled while it was being submitted: its batches must carry the request too.
+            for part in report.parts:
+                self._store.update_batch(job_id, part.index, {"cancel_requested": True})
         self._metrics.add_metric("RequestsSubmitted", MetricUnit.Count, report.request_count)
         logger.info("job submitted", extra={"batches": batch_ids})
         return SubmitOutcome(job_id, "submitted", JobStatus.ACTIVE, batch_ids, report.request_count)
@@ -195,7 +203,9 @@ class Submitter:
             report_uri=f"s3://{bucket}/{key}",
             report_link=self._objects.presigned_url(bucket, key),
         )
-        self._outbox.send_once(job_id, "outcome", notice)
+        if not self._outbox.send_once(job_id, "outcome", notice):
+            # Another attempt holds the email; failing keeps the event until it is known sent.
+            raise NoticePendingError(f"the rejection email of job {job_id} is not sent yet")
 
 
 def _refusal_before_reading(source: SourceObject) -> dict[str, Any] | None:
