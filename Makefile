@@ -14,7 +14,7 @@ PIP_QUIET := --quiet --disable-pip-version-check
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help dev lint typecheck cfn-lint sam-validate sam-build checkov unit integration contract pytest test demo clean
+.PHONY: help dev lint typecheck cfn-lint sam-validate sam-build checkov unit integration contract pytest test demo bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -78,6 +78,15 @@ test: lint typecheck cfn-lint sam-validate sam-build checkov pytest ## everythin
 
 demo: $(VENV)/.installed ## run the whole pipeline locally (moto + the OpenAI simulator)
 	$(BIN)/python -m local.demo
+
+# matplotlib only draws the benchmark charts; it goes into the dev venv under its own stamp.
+$(VENV)/.bench-installed: $(VENV)/.installed requirements/bench.txt
+	$(BIN)/pip install $(PIP_QUIET) -r requirements/bench.txt
+	touch $@
+
+bench: $(VENV)/.bench-installed ## benchmarks (moto + simulator) -> docs/benchmarks.md
+	@test -f .aws-sam/build/template.yaml || $(MAKE) sam-build
+	$(BIN)/python -m benchmarks
 
 clean: ## remove build output and virtualenvs
 	rm -rf .aws-sam $(VENV) $(SAM_VENV) $(CHECKOV_VENV) demo-output
