@@ -50,6 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def local_up(args: argparse.Namespace) -> int:
+    # Imported here: only this command needs moto and the simulator.
     from local.inbox import Inbox, as_email
     from local.stack import LocalOptions, LocalStack
 

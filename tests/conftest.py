@@ -37,6 +37,11 @@ def fresh_powertools() -> None:
     for marker in ("init", "powertools_handler"):  # how Powertools recognises its own setup
         if hasattr(service, marker):
             delattr(service, marker)
+    # A child logger takes its level from the environment of its first import (a quiet local
+    # stack says WARNING); here every test's logs follow the service logger's level.
+    for name, child in logging.root.manager.loggerDict.items():
+        if name.startswith(f"{SERVICE}.") and isinstance(child, logging.Logger):
+            child.setLevel(logging.NOTSET)
 
 
 @pytest.fixture

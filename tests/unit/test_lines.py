@@ -6,7 +6,7 @@ import tracemalloc
 
 import pytest
 
-from batchdrop.lines import Line, iter_lines
+from batchdrop.lines import IterableReader, Line, iter_lines
 
 
 def naive_lines(data: bytes, max_line_bytes: int) -> list[Line]:
@@ -138,3 +138,19 @@ def test_invalid_arguments_are_rejected() -> None:
         split(b"a", read_size=0)
     with pytest.raises(ValueError, match="max_line_bytes"):
         split(b"a", max_line_bytes=-1)
+
+
+def test_iterable_reader_reads_exact_sizes_across_chunks_and_to_the_end() -> None:
+    reader = IterableReader([b"ab", b"", b"cde", b"f"])
+    assert reader.read(1) == b"a"
+    assert reader.read(3) == b"bcd"
+    assert reader.read(-1) == b"ef"
+    assert reader.read(5) == b""
+
+
+def test_iterable_reader_is_linear_in_many_short_chunks() -> None:
+    """Many one-line chunks per 1 MiB read once cost a copy of the buffer per line."""
+    chunks = [b"0123456789abcdef\n"] * 100_000
+    reader = IterableReader(chunks)
+    read = b"".join(iter(lambda: reader.read(1 << 20), b""))
+    assert read == b"".join(chunks)

@@ -414,3 +414,27 @@ def test_random_bytes_give_problems_never_exceptions(seed: int) -> None:
     assert set(report.counts_by_code) <= KNOWN_CODES
     assert sum(report.counts_by_code.values()) == report.problem_count
     json.dumps(report.to_dict())
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "verbatim"),
+    [
+        ("plain", jsonl(*requests(3)), True),
+        ("trailing blank lines", jsonl(*requests(3)) + b"\n\n", True),
+        ("BOM", b"\xef\xbb\xbf" + jsonl(*requests(3)), False),
+        ("one CRLF line", jsonl(*requests(2)) + requests(3)[2] + b"\r\n", False),
+        ("no final newline", jsonl(*requests(3)).rstrip(b"\n"), False),
+    ],
+)
+def test_verbatim_says_whether_the_raw_parts_are_what_is_uploaded(
+    name: str, data: bytes, verbatim: bool
+) -> None:
+    report = validate_stream(io.BytesIO(data))
+    assert report.ok
+    assert report.verbatim is verbatim
+    raw = b"".join(data[part.start : part.end] for part in report.parts)
+    normalised = b"".join(
+        b"".join(normalised_lines(io.BytesIO(data[p.start : p.end]), range_start=p.start))
+        for p in report.parts
+    )
+    assert (raw == normalised) is verbatim

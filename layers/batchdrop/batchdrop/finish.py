@@ -183,7 +183,10 @@ class JobFinisher:
         for offset, part in enumerate(plan.parts):
             index = next_index + offset
             file_id = self._launcher.upload(
-                source, part, f"{stem}.unfinished{round_number}.{offset + 1}.jsonl"
+                source,
+                part,
+                f"{stem}.unfinished{round_number}.{offset + 1}.jsonl",
+                verbatim=plan.verbatim,
             )
             token = uuid.uuid4().hex
             self._store.add_follow_up(

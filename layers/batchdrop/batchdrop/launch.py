@@ -36,19 +36,24 @@ class BatchLauncher:
         self._api = api
         self._retry = retry
 
-    def upload(self, source: ObjectVersion, part: Part, filename: str) -> str:
+    def upload(
+        self, source: ObjectVersion, part: Part, filename: str, *, verbatim: bool = False
+    ) -> str:
         """Stream one part to OpenAI and return the file id; a part over the upload limit was
-        planned as several chunks and goes through the Uploads API, one chunk per part."""
+        planned as several chunks and goes through the Uploads API, one chunk per part.
+        `verbatim` when validation found nothing to rewrite: the raw bytes go as they are."""
         if len(part.chunks) == 1:
             uploaded = self._api.upload_file(
-                filename, part.size, self._range_reader(source, part.start, part.end)
+                filename, part.size, self._range_reader(source, part.start, part.end, verbatim)
             )
             return str(uploaded["id"])
         upload = self._api.create_upload(filename, part.size)
         try:
             part_ids = [
                 self._api.add_upload_part(
-                    upload["id"], chunk.size, self._range_reader(source, chunk.start, chunk.end)
+                    upload["id"],
+                    chunk.size,
+                    self._range_reader(source, chunk.start, chunk.end, verbatim),
                 )["id"]
                 for chunk in part.chunks
             ]
@@ -100,7 +105,7 @@ class BatchLauncher:
         return None
 
     def _range_reader(
-        self, source: ObjectVersion, start: int, end: int
+        self, source: ObjectVersion, start: int, end: int, verbatim: bool
     ) -> Callable[[], Iterator[bytes]]:
         """Re-opens the range on every call, so a retried upload re-reads exactly its bytes."""
 
@@ -108,6 +113,8 @@ class BatchLauncher:
             body = self._objects.open(
                 source.bucket, source.key, source.version_id, start=start, end=end
             )
+            if verbatim:
+                return iter(lambda: body.read(WRITE_BUFFER_BYTES), b"")
             return _coalesce(normalised_lines(body, range_start=start), WRITE_BUFFER_BYTES)
 
         return open_range

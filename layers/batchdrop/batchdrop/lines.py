@@ -84,7 +84,7 @@ class IterableReader:
 
     def __init__(self, chunks: Iterable[bytes]) -> None:
         self._chunks = iter(chunks)
-        self._buffer = b""
+        self._buffer = bytearray()  # appended to in place: many short lines make one read
 
     def read(self, size: int = -1, /) -> bytes:
         while size < 0 or len(self._buffer) < size:
@@ -92,8 +92,10 @@ class IterableReader:
             if chunk is None:
                 break
             self._buffer += chunk
-        if size < 0:
-            data, self._buffer = self._buffer, b""
+        if size < 0 or size >= len(self._buffer):
+            data = bytes(self._buffer)
+            self._buffer.clear()
         else:
-            data, self._buffer = self._buffer[:size], self._buffer[size:]
+            data = bytes(self._buffer[:size])
+            del self._buffer[:size]
         return data

@@ -6,22 +6,23 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import boto3
 from aws_lambda_powertools import Metrics
 
 from batchdrop import aws
-from batchdrop.finish import JobFinisher
 from batchdrop.launch import BatchLauncher
 from batchdrop.notices import NoticeOutbox
 from batchdrop.notifier import SnsNotifier
 from batchdrop.openai_api import OpenAIBatchAPI, RetryPolicy
-from batchdrop.poll import Poller
 from batchdrop.s3io import S3Objects
 from batchdrop.secrets import api_key_provider
 from batchdrop.settings import Settings
 from batchdrop.store import JobStore
-from batchdrop.submit import Submitter
+
+if TYPE_CHECKING:
+    from batchdrop.poll import Poller
+    from batchdrop.submit import Submitter
 
 # One policy for every OpenAI call; tests swap it for one that records waits instead of sleeping.
 retry_policy = RetryPolicy()
@@ -32,7 +33,7 @@ openai_timeout = (5.0, 120.0)
 
 
 def job_store(settings: Settings) -> JobStore:
-    table = boto3.session.Session().resource("dynamodb").Table(settings.table_name)
+    table = aws.resource("dynamodb").Table(settings.table_name)
     return JobStore(table, settings.record_retention_days, clock=clock)
 
 
@@ -47,7 +48,13 @@ def openai_api(settings: Settings) -> OpenAIBatchAPI:
     )
 
 
+# Each function imports only its own domain: a cold start pays for what it runs.
+
+
 def poller(settings: Settings, metrics: Metrics) -> Poller:
+    from batchdrop.finish import JobFinisher
+    from batchdrop.poll import Poller
+
     store = job_store(settings)
     api = openai_api(settings)
     objects = S3Objects(aws.client("s3"))
@@ -77,6 +84,8 @@ def poller(settings: Settings, metrics: Metrics) -> Poller:
 
 
 def submitter(settings: Settings, metrics: Metrics) -> Submitter:
+    from batchdrop.submit import Submitter
+
     store = job_store(settings)
     return Submitter(
         input_prefix=settings.input_prefix,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -22,9 +23,12 @@ def api_key_provider(secret_id: str, secrets_client: Any) -> Callable[[], str]:
     if local_key:
         return lambda: local_key
     provider = SecretsProvider(boto3_client=secrets_client)
+    # The poll threads all want the key at once on a cold start; one of them fetches it.
+    fetching = threading.Lock()
 
     def from_secrets_manager() -> str:
-        value = str(provider.get(secret_id, max_age=CACHE_SECONDS)).strip()
+        with fetching:
+            value = str(provider.get(secret_id, max_age=CACHE_SECONDS)).strip()
         if value and not _HEADER_SAFE.fullmatch(value):
             # A key with a line break or space cannot go in a header; requests would quote the
             # whole header, key included, in its error.

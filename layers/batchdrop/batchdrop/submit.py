@@ -105,7 +105,7 @@ class Submitter:
                 batch_ids.append(item["batch_id"])
                 continue
             if "file_id" not in item:
-                item = self._upload_part(source, job_id, part, len(report.parts))
+                item = self._upload_part(source, job_id, part, report)
             batch = self._launcher.create_or_adopt(
                 file_id=str(item["file_id"]),
                 endpoint=report.endpoint,
@@ -145,12 +145,13 @@ class Submitter:
         return SubmitOutcome(job_id, "submitted", JobStatus.ACTIVE, batch_ids, report.request_count)
 
     def _upload_part(
-        self, source: SourceObject, job_id: str, part: Part, part_count: int
+        self, source: SourceObject, job_id: str, part: Part, report: ValidationReport
     ) -> dict[str, Any]:
         file_id = self._launcher.upload(
             ObjectVersion(source.bucket, source.key, source.version_id),
             part,
-            part_filename(source.filename, part.index, part_count),
+            part_filename(source.filename, part.index, len(report.parts)),
+            verbatim=report.verbatim,
         )
         fields = {
             "kind": "part",

@@ -105,6 +105,9 @@ class ValidationReport:
     endpoint: str | None
     model: str | None
     parts: tuple[Part, ...]
+    # The parts' raw bytes are already what is uploaded (no BOM, no CRLF, a final newline),
+    # so an uploader may forward them as they are instead of rewriting every line.
+    verbatim: bool = True
 
     @property
     def ok(self) -> bool:
@@ -250,6 +253,7 @@ class Validator:
         # Whitespace-only lines are forgiven at the end of the file, so judge them only once a
         # later request shows they were in the middle. They are consecutive: a start suffices.
         self._blank_run_start: int | None = None
+        self._verbatim = True
 
     def feed(self, line: Line) -> None:
         if line.number != self._line_count + 1:
@@ -273,6 +277,8 @@ class Validator:
             return
         self._end_blank_run(line.number)
         self._request_count += 1
+        if len(content) != len(line.raw) or line.size != len(content) + 1:
+            self._verbatim = False  # a BOM or "\r" stripped, or a final newline added
         self._planner.add(line.number, line.offset, line.size, len(content) + 1)
         self._check_request(line.number, content)
 
@@ -296,6 +302,7 @@ class Validator:
             endpoint=self._endpoint,
             model=self._model,
             parts=self._planner.parts() if problem_count == 0 else (),
+            verbatim=self._verbatim,
         )
 
     def _end_blank_run(self, number: int) -> None:
