@@ -160,20 +160,19 @@ the other, what the raw copy does plus three things. (1) It reads and JSON-decod
 object before sending anything (nothing is sent before the file is known to be valid): the
 validation pass alone takes {fmt_seconds(raw["validation_seconds"])} for {largest["size_mb"]} MB,
 {raw["validation_seconds"] / raw["seconds"]:.1f}{TIMES} the raw copy. (2) It then reads the
-object a second time and splits and normalises it line by line in Python (`normalised_lines`,
-`_coalesce` in launch.py) instead of forwarding the byte range as it is. (3) It creates the
+object a second time to stream each part to OpenAI (forwarding the byte ranges as they are when
+validation found nothing to rewrite, as in these files). (3) It creates the
 batch, which the simulator answers only after scanning the whole file
 ({fmt_seconds(raw["create_batch_seconds"])}; OpenAI validates a batch asynchronously, so this
 part is the simulator's). For {largest["size_mb"]} MB: raw copy
 {fmt_seconds(raw["seconds"])} + validation {fmt_seconds(raw["validation_seconds"])} + create
 batch {fmt_seconds(raw["create_batch_seconds"])}, leaving {fmt_seconds(rest)} for the second
-read's line splitting and the DynamoDB records. At {smallest["size_mb"]} MB the fixed cost per
+read and the DynamoDB records. At {smallest["size_mb"]} MB the fixed cost per
 job (idempotency record, job, file and batch records, about ten DynamoDB requests) weighs
 against a {fmt_seconds(smallest["raw"]["seconds"])} copy. A change that would meet it: upload
 while validating, in one read (a tee: each line is validated and sent; if the file turns out
-invalid, cancel the Upload or delete the File before any batch exists, which costs nothing), and
-send byte ranges as they are when validation saw no line that needs normalising (no BOM, no
-CRLF, a final newline). Peak RSS stays small and flat: what grows with the file is the digest
+invalid, cancel the Upload or delete the File before any batch exists, which costs nothing).
+Peak RSS stays small and flat: what grows with the file is the digest
 per custom_id that validation keeps to find duplicates (about 100 bytes a request)."""
 
 
@@ -422,12 +421,10 @@ def _results_why(merge: dict[str, Any], stream: dict[str, Any]) -> str:
             f"""**Why the merge misses {RESULTS_RATIO:.0f}{TIMES}.** The raw copy moves bytes;
 the merge reads the {merge["input_bytes"] / MB:.1f} MB input twice (to number the requests, then
 to write in order), JSON-decodes every result line and encodes a new merged line for each, and
-writes and re-reads spill files.{evidence} The largest avoidable cost is
-`IterableReader.read` in `batchdrop/lines.py`: it grows its buffer with `bytes +=` one small
-chunk (one normalised line) at a time, so each 1 MiB read copies the growing buffer once per
-line, quadratic in lines per read. Collecting the chunks in a list (or a bytearray) and joining
-once makes it linear. Beyond that, decoding and re-encoding each result is the price of the
-merged format; a compiled JSON codec (orjson) in the layer is the next candidate."""
+writes and re-reads spill files.{evidence} (An earlier `IterableReader.read` copied its buffer
+once per line, quadratic in lines per read; it now appends in place.) What remains is decoding
+and re-encoding each result, the price of the merged format; splicing the response bytes into
+the merged line, or a compiled JSON codec (orjson) in the layer, is the next candidate."""
         )
     measured, raw = stream["stream"], stream["raw"]
     if measured["seconds"] < raw["seconds"]:
@@ -546,14 +543,13 @@ def _cold_start_why(imports: list[dict[str, Any]]) -> str:
         f"{name} {us / 1000:.0f} ms" for name, us in list(worst["contributors"].items())[:3]
     )
     return f"""**Why the {IMPORT_RATIO}{TIMES} target is missed.** `import boto3` does not
-build a client; the handler modules build theirs at import (`batchdrop.aws.client` and
-`runtime.job_store` each start a new boto3 Session, and every client loads its service
-model): {worst["body_ms"]:.0f} ms of {worst["label"]}'s {worst["median_ms"]:.0f} ms is its own
-module body. The rest is imports:
+build a client; the handler modules build theirs at import (from one shared boto3 Session,
+each client still loading its service model): {worst["body_ms"]:.0f} ms of
+{worst["label"]}'s {worst["median_ms"]:.0f} ms is its own module body. The rest is imports:
 {top}. Powertools' idempotency utility (submit) and Tracer, which imports the X-Ray SDK even
-when tracing is disabled, are the largest. Suggested: build one boto3 Session per cold start and
-make every client and the JobStore's resource from it; load the idempotency utility and the
-Secrets Manager provider lazily, on first use; and drop Tracer where X-Ray is not used. The
+when tracing is disabled, are the largest; both are required here (exactly-once submission,
+`Tracing: Active`). Left to try: load the idempotency utility and the Secrets Manager provider
+lazily, on first use. The
 target compares against an import that builds no client, so it may be unreachable while the
 handlers create their clients at import, which AWS recommends so that warm invocations reuse
 them."""
