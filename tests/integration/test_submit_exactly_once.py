@@ -115,7 +115,17 @@ def test_transient_faults_at_each_call_still_make_exactly_one_batch(
         assert all(wait >= 7 for wait in sleeps.waits)  # Retry-After was respected
 
 
-def test_a_timeout_is_retried(
+@pytest.mark.parametrize(
+    "faulted",
+    [
+        ["POST /v1/files"],
+        # The server still creates the batch after the client gave up: it must be adopted.
+        ["POST /v1/batches"],
+        ["POST /v1/batches", "GET /v1/batches"],  # and the lookup that checks times out too
+    ],
+)
+def test_a_timeout_at_each_call_still_makes_exactly_one_batch(
+    faulted: list[str],
     load_function: Callable[[str], Function],
     bucket: str,
     openai_sim: BatchSimulator,
@@ -123,12 +133,15 @@ def test_a_timeout_is_retried(
 ) -> None:
     monkeypatch.setattr(runtime, "openai_timeout", (1.0, 0.2))
     event = drop(bucket, "requests/slow.jsonl", jsonl(request_lines(3)))
-    openai_sim.faults.inject("POST /v1/files", kind="latency", times=1, delay=0.5)
+    for route in faulted:
+        openai_sim.faults.inject(route, kind="latency", times=1, delay=0.5)
 
     result = load_function("SubmitFunction").invoke(event)
 
     assert result["outcomes"][0]["status"] == "submitted"
     assert openai_sim.count("POST /v1/batches") == 1
+    assert openai_sim.count("POST /v1/files") == 1
+    assert len(openai_sim.batches) == 1
 
 
 def test_faults_that_outlast_every_retry_leave_the_event_in_the_dead_letter_queue(

@@ -63,7 +63,8 @@ def small_limit_submitter(stack: DeployedStack, openai_sim: BatchSimulator) -> S
         input_prefix="requests/",
         objects=S3Objects(boto3.client("s3")),
         store=store,
-        api=OpenAIBatchAPI(openai_sim.base_url, lambda: SIM_API_KEY),
+        # A short read timeout, so a simulated slow call times out in well under a second.
+        api=OpenAIBatchAPI(openai_sim.base_url, lambda: SIM_API_KEY, timeout=(1.0, 0.2)),
         outbox=NoticeOutbox(
             store, SnsNotifier(boto3.client("sns"), stack.resource("NotificationTopic"))
         ),
@@ -131,7 +132,7 @@ def test_a_failed_part_cancels_the_upload_and_the_retry_starts_clean(
         "POST /v1/uploads/{upload_id}/complete",
     ],
 )
-@pytest.mark.parametrize("kind", ["429", "503", "drop"])
+@pytest.mark.parametrize("kind", ["429", "503", "drop", "latency"])
 def test_faults_at_each_uploads_api_call_still_make_one_batch(
     route: str,
     kind: str,
@@ -143,7 +144,7 @@ def test_faults_at_each_uploads_api_call_still_make_one_batch(
     drop(bucket, "requests/parts.jsonl", body)
     head = boto3.client("s3").head_object(Bucket=bucket, Key="requests/parts.jsonl")
     source = SourceObject(bucket, "requests/parts.jsonl", len(body), head["ETag"], "01", None)
-    openai_sim.faults.inject(route, kind=kind, times=2)
+    openai_sim.faults.inject(route, kind=kind, times=2, delay=0.5)
 
     outcome = small_limit_submitter.submit(source)
 

@@ -60,14 +60,32 @@ def test_insufficient_quota_is_not_retried() -> None:
     assert len(session.requests) == 1
 
 
-def test_a_server_error_on_batch_create_is_handed_back_at_once() -> None:
-    """The batch may exist anyway; only the caller can look for it by its metadata."""
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda client: client.create_batch("file-1", "/v1/embeddings", {}),
+        lambda client: client.complete_upload("upload_1", ["part_1"]),
+    ],
+    ids=["create_batch", "complete_upload"],
+)
+def test_a_server_error_on_a_call_that_cannot_repeat_is_handed_back_at_once(call: Any) -> None:
+    """It may have taken effect anyway; only the caller can reconcile."""
     waits: list[float] = []
     session = FakeSession(500, {"error": {"message": "boom"}})
     with pytest.raises(OpenAIError) as caught:
-        api(session, waits).create_batch("file-1", "/v1/embeddings", {})
+        call(api(session, waits))
     assert len(session.requests) == 1
     assert caught.value.retryable
+    assert caught.value.ambiguous
+
+
+def test_a_server_error_on_a_read_is_retried_and_not_ambiguous() -> None:
+    waits: list[float] = []
+    session = FakeSession(500, {"error": {"message": "boom"}})
+    with pytest.raises(OpenAIError) as caught:
+        api(session, waits).retrieve_batch("batch_1")
+    assert len(session.requests) == 3
+    assert not caught.value.ambiguous
 
 
 @pytest.mark.parametrize("attempt", range(8))

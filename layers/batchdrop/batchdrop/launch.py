@@ -47,6 +47,22 @@ class BatchLauncher:
                 filename, part.size, self._range_reader(source, part.start, part.end, verbatim)
             )
             return str(uploaded["id"])
+        for attempt in range(self._retry.attempts):
+            try:
+                return self._upload_in_parts(source, part, filename, verbatim)
+            except OpenAIError as error:
+                # Whether the upload completed is unknown, and OpenAI offers no way to look an
+                # upload up: start a fresh one from the same ranges (an unused file costs no
+                # batch). Every other failure was already retried request by request.
+                if not error.ambiguous or attempt == self._retry.attempts - 1:
+                    raise
+                logger.warning("an upload may not have completed; starting it again")
+                self._retry.sleep(self._retry.delay(attempt, None))
+        raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
+
+    def _upload_in_parts(
+        self, source: ObjectVersion, part: Part, filename: str, verbatim: bool
+    ) -> str:
         upload = self._api.create_upload(filename, part.size)
         try:
             part_ids = [

@@ -38,6 +38,8 @@ class OpenAIError(Exception):
         self.status = status
         self.code = code
         self.message = message
+        # Set when a call that must not be repeated blindly may have taken effect anyway.
+        self.ambiguous = False
 
     @property
     def retryable(self) -> bool:
@@ -117,7 +119,10 @@ class OpenAIBatchAPI:
         return self._multipart(f"/uploads/{upload_id}/parts", {}, "data", "part", size, body)
 
     def complete_upload(self, upload_id: str, part_ids: list[str]) -> JSON:
-        return self._json("POST", f"/uploads/{upload_id}/complete", {"part_ids": part_ids})
+        """Complete an upload. Like creating a batch, this cannot be repeated: a second call
+        on a completed upload is refused, so an unknown outcome is raised at once."""
+        payload = {"part_ids": part_ids}
+        return self._json("POST", f"/uploads/{upload_id}/complete", payload, retry_ambiguous=False)
 
     def cancel_upload(self, upload_id: str) -> JSON:
         return self._json("POST", f"/uploads/{upload_id}/cancel")
@@ -126,8 +131,9 @@ class OpenAIBatchAPI:
 
     def create_batch(self, input_file_id: str, endpoint: str, metadata: Mapping[str, str]) -> JSON:
         """Create a batch. Failures after which the batch may exist anyway (a dropped connection,
-        a timeout, a 5xx) are raised at once: only the caller can tell, by its metadata, whether
-        to adopt what was created or to try again; a blind retry could pay for a second batch.
+        a timeout, a 5xx) are raised at once, marked `ambiguous`: only the caller can tell, by its
+        metadata, whether to adopt what was created or to try again; a blind retry could pay for
+        a second batch.
         """
         payload = {
             "input_file_id": input_file_id,
@@ -236,7 +242,8 @@ class OpenAIBatchAPI:
                 ambiguous = response.status_code >= 500
                 response.close()
             last_attempt = attempt == self._retry.attempts - 1
-            if not error.retryable or last_attempt or (ambiguous and not retry_ambiguous):
+            error.ambiguous = ambiguous and not retry_ambiguous
+            if not error.retryable or last_attempt or error.ambiguous:
                 raise error
             self._retry.sleep(self._retry.delay(attempt, retry_after))
         raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
