@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from boto3.dynamodb.conditions import Attr
 from botocore.exceptions import BotoCoreError, ClientError
 
 from batchdrop.model import SourceObject, results_prefix
-from batchdrop.store import batch_key, from_dynamo, job_key
+from batchdrop.store import JobStore
 from batchdrop.validation import ValidationReport, validate_stream
 
 # moto accepts any credentials; these keep a laptop without AWS credentials working.
@@ -84,6 +83,7 @@ BATCH_EVENTS = (
 
 @dataclass(frozen=True)
 class BatchView:
+    index: int
     batch_id: str
     status: str
     total: int
@@ -149,7 +149,8 @@ class BatchdropClient:
         if info.endpoint:  # the local stack: moto takes any credentials
             session = boto3.session.Session(**LOCAL_CREDENTIALS, region_name=info.region)
         self._s3 = session.client("s3", endpoint_url=info.endpoint)
-        self._table = session.resource("dynamodb", endpoint_url=info.endpoint).Table(info.table)
+        table = session.resource("dynamodb", endpoint_url=info.endpoint).Table(info.table)
+        self._store = JobStore(table)  # the functions' own reads and writes
 
     # --- submit ------------------------------------------------------------------------------
 
@@ -177,9 +178,7 @@ class BatchdropClient:
     # --- jobs --------------------------------------------------------------------------------
 
     def job(self, job_id: str) -> JobView:
-        item = self._call(
-            lambda: self._table.get_item(Key=job_key(job_id), ConsistentRead=True).get("Item")
-        )
+        item = self._call(lambda: self._store.get_job(job_id))
         if item is None:
             raise UserError(f"no job {job_id!r}; `batchdrop status` lists the jobs")
         return self._view(item)
@@ -211,7 +210,7 @@ class BatchdropClient:
             source = SourceObject(
                 self.info.bucket, version["Key"], 0, version["ETag"], "", version_id
             )
-            item = self._table.get_item(Key=job_key(source.job_id)).get("Item")
+            item = self._store.get_job(source.job_id)
             if item is not None:
                 views.append(self._view(item))
         return views
@@ -246,18 +245,9 @@ class BatchdropClient:
             view = self.job(job_id)
         if view.finished:
             raise UserError(f"job {job_id} already ended ({view.status})")
-        self._table.update_item(
-            Key=job_key(job_id),
-            UpdateExpression="SET cancel_requested = :yes",
-            ExpressionAttributeValues={":yes": True},
-        )
-        for batch in self._batch_items(job_id):
-            self._table.update_item(
-                Key=batch_key(job_id, int(batch["index"])),
-                UpdateExpression="SET cancel_requested = :yes",
-                ConditionExpression=Attr("pk").exists(),
-                ExpressionAttributeValues={":yes": True},
-            )
+        self._store.update_job(job_id, {"cancel_requested": True})
+        for batch in view.batches:
+            self._store.update_batch(job_id, batch.index, {"cancel_requested": True})
         return self.job(job_id)
 
     # --- results -----------------------------------------------------------------------------
@@ -294,18 +284,9 @@ class BatchdropClient:
             key=str(item.get("source_key", "")),
             status=str(item.get("status", "")),
             created_at=int(item.get("created_at", 0)),
-            record=from_dynamo(item),
-            batches=[_batch_view(b) for b in self._batch_items(str(item["job_id"]))],
+            record=item,
+            batches=[_batch_view(b) for b in self._store.batches(str(item["job_id"]))],
         )
-
-    def _batch_items(self, job_id: str) -> list[dict[str, Any]]:
-        response = self._table.query(
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :b)",
-            ExpressionAttributeValues={":pk": f"JOB#{job_id}", ":b": "BATCH#"},
-            ConsistentRead=True,
-        )
-        items: list[dict[str, Any]] = response["Items"]
-        return items
 
     def _keys(self, prefix: str) -> list[str]:
         listed = self._s3.list_objects_v2(Bucket=self.info.bucket, Prefix=prefix)
@@ -332,6 +313,7 @@ def _batch_view(item: dict[str, Any]) -> BatchView:
         (int(openai[name]), name.removesuffix("_at")) for name in BATCH_EVENTS if openai.get(name)
     )
     return BatchView(
+        index=int(item["index"]),
         batch_id=str(item.get("batch_id", "")),
         status=str(item.get("status", "")),
         total=int(counts.get("total", 0)),

@@ -130,7 +130,8 @@ class JobFinisher:
         if not file_id:
             return None  # e.g. "completed" with every request failed has no output file
         key = f"{prefix}raw/{part['batch_id']}.{kind}.jsonl"
-        if self._objects.size(bucket, key) == self._api.retrieve_file(file_id).get("bytes"):
+        saved = self._objects.size(bucket, key)
+        if saved is not None and saved == self._api.retrieve_file(file_id).get("bytes"):
             return key  # saved whole by an earlier, interrupted finish
         with (
             self._api.file_content(file_id) as response,

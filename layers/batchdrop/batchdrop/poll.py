@@ -190,12 +190,7 @@ class Poller:
         if adopted is None:
             changes |= {"status": "cancelled", "final": True}
         else:
-            changes |= {
-                "batch_id": adopted["id"],
-                "status": adopted["status"],
-                "openai": openai_fields(adopted),
-                "previous_batch_ids": [*item.get("previous_batch_ids", []), item["batch_id"]],
-            }
+            changes |= _waits_on(item, adopted)
         self._store.update_batch(
             item["job_id"], item["index"], changes, expected_version=int(item["version"])
         )
@@ -240,10 +235,7 @@ class Poller:
             item["job_id"],
             item["index"],
             {
-                "batch_id": batch["id"],
-                "status": batch["status"],
-                "openai": openai_fields(batch),
-                "previous_batch_ids": [*item.get("previous_batch_ids", []), item["batch_id"]],
+                **_waits_on(item, batch),
                 "resubmits": int(item.get("resubmits", 0)) + 1,
                 "retry_at": None,
                 "pending_token": None,
@@ -313,6 +305,16 @@ class Poller:
                 "final": changes.get("final", False),
             },
         )
+
+
+def _waits_on(item: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any]:
+    """A part moves to a new batch; the batches it had before stay in its history."""
+    return {
+        "batch_id": batch["id"],
+        "status": batch["status"],
+        "openai": openai_fields(batch),
+        "previous_batch_ids": [*item.get("previous_batch_ids", []), item["batch_id"]],
+    }
 
 
 def _failed_on_token_limit(batch: dict[str, Any]) -> bool:

@@ -16,7 +16,6 @@ Memory is about `bucket_bytes` plus one line, plus ~120 bytes per request for th
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tempfile
@@ -34,7 +33,7 @@ from aws_lambda_powertools import Logger
 from batchdrop import SERVICE
 from batchdrop.lines import Line, Readable, iter_lines
 from batchdrop.s3stream import Writable
-from batchdrop.validation import MAX_LINE_BYTES
+from batchdrop.validation import MAX_LINE_BYTES, custom_id_digest
 
 logger = Logger(service=SERVICE, child=True)
 
@@ -136,7 +135,7 @@ def _index_inputs(
     number = 0
     for number, raw in _numbered_inputs(input_streams, max_line_bytes):
         input_bytes += len(raw) + 1
-        key = _id_key(_input_custom_id(number, raw))
+        key = custom_id_digest(_input_custom_id(number, raw))
         if line_by_id.setdefault(key, number) != number:
             raise ValueError(f"input line {number} repeats the custom_id of line {line_by_id[key]}")
     return _InputIndex(line_by_id, number, input_bytes)
@@ -161,11 +160,6 @@ def _input_custom_id(number: int, raw: bytes) -> str:
     if not isinstance(custom_id, str):
         raise ValueError(f"input line {number} is not a JSON object with a string custom_id")
     return custom_id
-
-
-def _id_key(custom_id: str) -> bytes:
-    # A fixed 16-byte digest keeps the map's size per request independent of custom_id lengths.
-    return hashlib.blake2b(custom_id.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 # Pass 2: sort the results into spill files by line number.
@@ -232,7 +226,7 @@ class _ResultSorter:
         if result is None or not isinstance(custom_id, str):
             self.unreadable += 1
             return
-        number = self._line_by_id.get(_id_key(custom_id))
+        number = self._line_by_id.get(custom_id_digest(custom_id))
         if number is None:
             self.unmatched += 1
             if self.unmatched <= _LOGGED_UNMATCHED_IDS:

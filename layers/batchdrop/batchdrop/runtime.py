@@ -37,6 +37,10 @@ def job_store(settings: Settings) -> JobStore:
     return JobStore(table, settings.record_retention_days, clock=clock)
 
 
+def notice_outbox(settings: Settings, store: JobStore) -> NoticeOutbox:
+    return NoticeOutbox(store, SnsNotifier(aws.client("sns"), settings.topic_arn))
+
+
 def openai_api(settings: Settings) -> OpenAIBatchAPI:
     key = api_key_provider(settings.api_key_secret, aws.client("secretsmanager"))
     return OpenAIBatchAPI(
@@ -59,7 +63,7 @@ def poller(settings: Settings, metrics: Metrics) -> Poller:
     api = openai_api(settings)
     objects = S3Objects(aws.client("s3"))
     launcher = BatchLauncher(objects, api, retry_policy)
-    outbox = NoticeOutbox(store, SnsNotifier(aws.client("sns"), settings.topic_arn))
+    outbox = notice_outbox(settings, store)
     finisher = JobFinisher(
         input_prefix=settings.input_prefix,
         objects=objects,
@@ -92,7 +96,7 @@ def submitter(settings: Settings, metrics: Metrics) -> Submitter:
         objects=S3Objects(aws.client("s3")),
         store=store,
         api=openai_api(settings),
-        outbox=NoticeOutbox(store, SnsNotifier(aws.client("sns"), settings.topic_arn)),
+        outbox=notice_outbox(settings, store),
         metrics=metrics,
         retry=retry_policy,
     )

@@ -35,7 +35,7 @@ class StaleRecordError(Exception):
 
 
 class JobStore:
-    def __init__(self, table: Any, retention_days: int, clock: Any = time.time) -> None:
+    def __init__(self, table: Any, retention_days: int = 90, clock: Any = time.time) -> None:
         self._table = table
         self._retention_seconds = retention_days * 86_400
         self._clock = clock

@@ -60,7 +60,6 @@ class Submitter:
         self._input_prefix = input_prefix
         self._objects = objects
         self._store = store
-        self._api = api
         self._outbox = outbox
         self._metrics = metrics
         self._launcher = BatchLauncher(objects, api, retry or RetryPolicy())
@@ -70,7 +69,7 @@ class Submitter:
         job_id = source.job_id
         logger.append_keys(job_id=job_id, key=source.key)
         claimed = self._store.create_job(job_id, _source_fields(source))
-        job = self._store.get_job(job_id) or {}
+        job = {} if claimed else self._store.get_job(job_id) or {}
         status = job.get("status", JobStatus.SUBMITTING)
         if status == JobStatus.REJECTED:
             # A crash may have come between recording the refusal and emailing it.

@@ -35,6 +35,12 @@ UTF8_BOM = b"\xef\xbb\xbf"
 _QUOTED_VALUE_CHARS = 60
 
 
+def custom_id_digest(custom_id: str) -> bytes:
+    """A fixed 16 bytes per custom_id: files may hold millions, of any length."""
+    # JSON escapes can produce lone surrogates; surrogatepass keeps them hashable.
+    return hashlib.blake2b(custom_id.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
 def normalise_line(raw: bytes, *, at_file_start: bool) -> bytes:
     """Return the bytes uploaded for one raw line (as yielded by `iter_lines`).
 
@@ -368,11 +374,7 @@ class Validator:
         if not custom_id:
             self._report(number, "empty_custom_id", "custom_id is empty")
             return
-        # JSON escapes can produce lone surrogates; surrogatepass keeps them hashable.
-        digest = hashlib.blake2b(
-            custom_id.encode("utf-8", "surrogatepass"), digest_size=16
-        ).digest()
-        first = self._custom_ids.setdefault(digest, number)
+        first = self._custom_ids.setdefault(custom_id_digest(custom_id), number)
         if first != number:
             self._report(
                 number,
