@@ -85,17 +85,18 @@ _env_saved: dict[str, str | None] = {}
 
 
 @contextmanager
-def environment(variables: Mapping[str, str]) -> Iterator[None]:
-    """Set process environment variables while a handler loads or runs.
+def environment(variables: Mapping[str, str | None]) -> Iterator[None]:
+    """Set (or, for None, unset) process environment variables while a handler loads or runs,
+    or while the local stack is up.
 
     Invocations overlap in the local stack, so the original values are saved by the first
     and restored by the last; restoring per call would let one call put back another's values.
     """
     global _env_users
     with _env_lock:
-        for name in variables:
+        for name, value in variables.items():
             _env_saved.setdefault(name, os.environ.get(name))
-        os.environ.update(variables)
+            _set(name, value)
         _env_users += 1
     try:
         yield
@@ -104,11 +105,15 @@ def environment(variables: Mapping[str, str]) -> Iterator[None]:
             _env_users -= 1
             if _env_users == 0:
                 for name, value in _env_saved.items():
-                    if value is None:
-                        os.environ.pop(name, None)
-                    else:
-                        os.environ[name] = value
+                    _set(name, value)
                 _env_saved.clear()
+
+
+def _set(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
 
 
 def load_function(spec: FunctionSpec, env: Mapping[str, str]) -> ModuleType:

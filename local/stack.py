@@ -18,6 +18,7 @@ import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ import requests
 from moto.server import ThreadedMotoServer
 
 from batchdrop import SERVICE, runtime
-from local.lambda_runtime import Function
+from local.lambda_runtime import Function, environment
 from local.moto_atomic import make_dynamodb_writes_atomic
 from local.s3_events import object_created, sample_event
 from local.simulator import BatchSimulator, ScaledClock
@@ -63,7 +64,7 @@ class LocalStack:
         self._sequencer = itertools.count(1)
         self.ticks = 0
         self.errors: list[str] = []
-        self._saved_env: dict[str, str | None] = {}
+        self._environment = ExitStack()  # this process's AWS clients point at moto until stop
         self._saved_clock = runtime.clock
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -76,16 +77,18 @@ class LocalStack:
         self.endpoint = f"http://127.0.0.1:{port}"
         # moto keeps its state per process; a new local stack starts from an empty account.
         requests.post(f"{self.endpoint}/moto-api/reset", timeout=10).raise_for_status()
-        self._set_env(
-            {
-                "AWS_ENDPOINT_URL": self.endpoint,
-                "AWS_ACCESS_KEY_ID": "local",
-                "AWS_SECRET_ACCESS_KEY": "local",
-                "AWS_DEFAULT_REGION": "us-east-1",
-                "AWS_PROFILE": None,
-                "AWS_SESSION_TOKEN": None,
-                "POWERTOOLS_TRACE_DISABLED": "1",  # no X-Ray daemon on a laptop
-            }
+        self._environment.enter_context(
+            environment(
+                {
+                    "AWS_ENDPOINT_URL": self.endpoint,
+                    "AWS_ACCESS_KEY_ID": "local",
+                    "AWS_SECRET_ACCESS_KEY": "local",
+                    "AWS_DEFAULT_REGION": "us-east-1",
+                    "AWS_PROFILE": None,
+                    "AWS_SESSION_TOKEN": None,
+                    "POWERTOOLS_TRACE_DISABLED": "1",  # no X-Ray daemon on a laptop
+                }
+            )
         )
         make_dynamodb_writes_atomic()
         self.stack = deploy(parameters={"NotificationEmail": "you@example.com"})
@@ -117,11 +120,7 @@ class LocalStack:
         if self._moto is not None:
             self._moto.stop()
         runtime.clock = self._saved_clock
-        for name, value in self._saved_env.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        self._environment.close()
 
     def __enter__(self) -> LocalStack:
         return self.start()
@@ -158,15 +157,6 @@ class LocalStack:
         # they keep OpenAI's.
         runtime.clock = clock.now
         return self.sim.base_url, LOCAL_API_KEY
-
-    def _set_env(self, variables: dict[str, str | None]) -> None:
-        """Point this process's AWS clients at moto; stop() puts everything back."""
-        for name, value in variables.items():
-            self._saved_env.setdefault(name, os.environ.get(name))
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
