@@ -100,6 +100,12 @@ def peak_rss_mib() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def rss_figures(baseline: float) -> dict[str, float]:
+    """The peak RSS since reset_peak_rss() returned `baseline`, and how much it grew."""
+    peak = peak_rss_mib()
+    return {"rss_baseline_mib": baseline, "rss_peak_mib": peak, "rss_growth_mib": peak - baseline}
+
+
 def _status_mib(field: str) -> float:
     for line in _STATUS.read_text().splitlines():
         if line.startswith(f"{field}:"):

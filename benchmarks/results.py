@@ -41,9 +41,9 @@ from benchmarks.common import (
     best_of,
     fmt_mib,
     fmt_seconds,
-    peak_rss_mib,
     ratio,
     reset_peak_rss,
+    rss_figures,
     stopwatch,
 )
 from benchmarks.services import Services, StackInfo, load_function
@@ -282,7 +282,7 @@ def merge_task(params: dict[str, Any]) -> dict[str, Any]:
             (Path(scratch) / "unfinished.jsonl").open("wb") as unfinished,
         ):
             summary = merge_in_input_order(inputs, results, out, unfinished, workdir=Path(scratch))
-    peak = peak_rss_mib()
+    memory = rss_figures(baseline)
     # Not part of the measurement: one pass over the input as the merge reads it (normalised
     # lines through an IterableReader, read in iter_lines' 1 MiB reads), against the same range
     # read straight from S3. The merge makes two such passes.
@@ -300,9 +300,7 @@ def merge_task(params: dict[str, Any]) -> dict[str, Any]:
             pass
     return {
         "seconds": watch.seconds,
-        "rss_baseline_mib": baseline,
-        "rss_peak_mib": peak,
-        "rss_growth_mib": peak - baseline,
+        **memory,
         "bytes": out.bytes_written,
         "summary": asdict(summary),
         "input_pass_seconds": input_pass.seconds,
@@ -322,12 +320,10 @@ def merge_raw_task(params: dict[str, Any]) -> dict[str, Any]:
             for chunk in s3.get_object(Bucket=bucket, Key=key)["Body"].iter_chunks(MIB)
         )
         copied = raw_multipart_copy(s3, bucket, "results/merge/raw-copy.jsonl", chunks)
-    peak = peak_rss_mib()
+    memory = rss_figures(baseline)
     return {
         "seconds": watch.seconds,
-        "rss_baseline_mib": baseline,
-        "rss_peak_mib": peak,
-        "rss_growth_mib": peak - baseline,
+        **memory,
         "bytes": copied,
     }
 
@@ -346,13 +342,11 @@ def stream_task(params: dict[str, Any]) -> dict[str, Any]:
     baseline = reset_peak_rss()
     with stopwatch() as watch:
         key = finisher._save_raw(params["bucket"], "results/stream/", part, "output")
-    peak = peak_rss_mib()
+    memory = rss_figures(baseline)
     size = aws.client("s3").head_object(Bucket=params["bucket"], Key=key)["ContentLength"]
     return {
         "seconds": watch.seconds,
-        "rss_baseline_mib": baseline,
-        "rss_peak_mib": peak,
-        "rss_growth_mib": peak - baseline,
+        **memory,
         "bytes": size,
     }
 
@@ -374,12 +368,10 @@ def stream_raw_task(params: dict[str, Any]) -> dict[str, Any]:
         chunks = iter(lambda: response.raw.read(MIB), b"")
         key = f"results/stream/raw-copy-{params['run']}.jsonl"
         copied = raw_multipart_copy(s3, params["bucket"], key, chunks)
-    peak = peak_rss_mib()
+    memory = rss_figures(baseline)
     return {
         "seconds": watch.seconds,
-        "rss_baseline_mib": baseline,
-        "rss_peak_mib": peak,
-        "rss_growth_mib": peak - baseline,
+        **memory,
         "bytes": copied,
     }
 

@@ -37,9 +37,9 @@ from benchmarks.common import (
     best_of,
     fmt_mib,
     fmt_seconds,
-    peak_rss_mib,
     ratio,
     reset_peak_rss,
+    rss_figures,
     stopwatch,
 )
 from benchmarks.services import Services, StackInfo, load_function
@@ -187,13 +187,11 @@ def handler_task(params: dict[str, Any]) -> dict[str, Any]:
         _submitted(function.invoke(_event(params["warmup"], info.region)))
     with stopwatch() as watch:
         outcome = _submitted(function.invoke(_event(params["source"], info.region)))
-    peak = peak_rss_mib()
+    memory = rss_figures(baseline)
     return {
         "seconds": watch.seconds,
         "warmup_seconds": first.seconds,
-        "rss_baseline_mib": baseline,
-        "rss_peak_mib": peak,
-        "rss_growth_mib": peak - baseline,
+        **memory,
         "batches": len(outcome["batch_ids"]),
         "requests": outcome["request_count"],
     }
@@ -229,7 +227,7 @@ def raw_task(params: dict[str, Any]) -> dict[str, Any]:
         raw_copy(s3, api, params["warmup"])
     with stopwatch() as watch:
         file_id = raw_copy(s3, api, source)
-    peak = peak_rss_mib()
+    memory = rss_figures(baseline)
     # Not part of the raw copy: where the handler's extra time goes.
     with stopwatch() as validation:
         body = S3Objects(s3).open(source["bucket"], source["key"], source["version_id"])
@@ -241,9 +239,7 @@ def raw_task(params: dict[str, Any]) -> dict[str, Any]:
     return {
         "seconds": watch.seconds,
         "warmup_seconds": first.seconds,
-        "rss_baseline_mib": baseline,
-        "rss_peak_mib": peak,
-        "rss_growth_mib": peak - baseline,
+        **memory,
         "validation_seconds": validation.seconds,
         "create_batch_seconds": create.seconds,
     }
