@@ -140,12 +140,20 @@ def test_token_limit_exceeded_that_never_clears_ends_in_one_failure_email(
     pipeline: Pipeline,
 ) -> None:
     pipeline.sim.outcomes.push("token_limit_exceeded", count=7)
-    outcome = pipeline.submit("requests/never.jsonl", jsonl(request_lines(4)))
+    lines = request_lines(4)
+    outcome = pipeline.submit("requests/never.jsonl", jsonl(lines))
 
     job = pipeline.run(outcome["job_id"], max_ticks=400)
 
     assert job["status"] == "failed"
     assert pipeline.sim.count("POST /v1/batches") == 7  # the first try and six resubmissions
+    results = pipeline.read_jsonl("results/never/results.jsonl")
+    assert [r["custom_id"] for r in results] == [line["custom_id"] for line in lines]
+    assert {r["status"] for r in results} == {"unfinished"}  # nothing ran, nothing was lost
+    assert pipeline.read_jsonl("results/never/unfinished.jsonl") == lines
+    summary = json.loads(pipeline.read("results/never/summary.json"))
+    assert summary["status"] == "failed"
+    assert [e["code"] for e in summary["batch_errors"]] == ["token_limit_exceeded"]
     (email,) = pipeline.inbox.messages()
     assert "failed" in email["subject"]
     assert "token_limit_exceeded" in email["body"]
@@ -157,7 +165,8 @@ def test_token_limit_exceeded_that_never_clears_ends_in_one_failure_email(
 @pytest.mark.parametrize("status", ["validating", "finalizing"])
 def test_a_stuck_batch_warns_once_and_polling_goes_on(status: str, pipeline: Pipeline) -> None:
     pipeline.sim.outcomes.push(f"stuck_{status}")
-    outcome = pipeline.submit("requests/slow.jsonl", jsonl(request_lines(3)))
+    lines = request_lines(3)
+    outcome = pipeline.submit("requests/slow.jsonl", jsonl(lines))
     batch_id = outcome["batch_ids"][0]
 
     for _ in range(75):  # 150 simulated minutes, past the 120-minute threshold
@@ -172,8 +181,12 @@ def test_a_stuck_batch_warns_once_and_polling_goes_on(status: str, pipeline: Pip
     job = pipeline.run(outcome["job_id"])
 
     assert job["status"] == "completed"
+    results = pipeline.read_jsonl("results/slow/results.jsonl")
+    assert [r["custom_id"] for r in results] == [line["custom_id"] for line in lines]
+    assert {r["status"] for r in results} == {"succeeded"}
     (email,) = pipeline.inbox.messages()
-    assert "completed" in email["subject"]
+    assert "completed, 3/3 ok" in email["subject"]
+    assert "results/slow/results.jsonl" in email["body"]
 
 
 def test_a_tick_with_nothing_active_calls_nobody(pipeline: Pipeline) -> None:
