@@ -57,6 +57,10 @@ def json_response(
     return Response(json.dumps(body), status=status, headers=headers, mimetype="application/json")
 
 
+class DropConnection(Exception):
+    """A scripted fault asks for the connection to be reset instead of answered."""
+
+
 def drop_connection(environ: dict[str, Any]) -> None:
     """Reset the TCP connection so the client sees no response at all."""
     sock = environ.get("werkzeug.socket")
@@ -91,14 +95,17 @@ class SimulatorApp:
         request = SpoolingRequest(environ, self.spool_dir)
         method = request.method
         template, name, params = self._match(request)
-        status = 0
         try:
             response = self._serve(request, method, template, name, params)
-            status = response.status_code
-            return response(environ, start_response)
+        except DropConnection:
+            # Logged before the reset, so a client that has seen the drop also sees it logged.
+            self.calls.append((method, template, 0))
+            drop_connection(environ)
+            raise
         finally:
-            self.calls.append((method, template, status))
             request.discard_spooled()
+        self.calls.append((method, template, response.status_code))
+        return response(environ, start_response)
 
     def _match(self, request: SpoolingRequest) -> tuple[str, str | None, dict[str, Any]]:
         try:
@@ -117,14 +124,14 @@ class SimulatorApp:
         params: dict[str, Any],
     ) -> Response:
         try:
-            self._apply_faults(request, f"{method} {template}")
+            self._apply_faults(f"{method} {template}")
             self._authenticate(request)
             if name is None:
                 raise errors.invalid_url(method, request.path)
             result = getattr(self.handlers, name)(request, **params)
         except errors.ApiError as failure:
             return json_response(failure.status, failure.body(), failure.headers)
-        except ConnectionError:
+        except DropConnection:
             raise
         except Exception:
             log.exception("simulator handler failed: %s %s", method, template)
@@ -134,7 +141,7 @@ class SimulatorApp:
             return result
         return json_response(200, result)
 
-    def _apply_faults(self, request: SpoolingRequest, route: str) -> None:
+    def _apply_faults(self, route: str) -> None:
         """Persistent latency, then the next scripted fault for this route, if any."""
         if (delay := self.latency()) > 0:
             time.sleep(delay)
@@ -142,8 +149,8 @@ class SimulatorApp:
         if fault is None:
             return
         if fault.kind == "drop":
-            drop_connection(request.environ)
-        elif fault.kind == "latency":
+            raise DropConnection
+        if fault.kind == "latency":
             time.sleep(fault.delay)
         elif fault.kind == "429":
             raise errors.rate_limited(fault.retry_after)
