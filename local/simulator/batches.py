@@ -10,6 +10,7 @@ import json
 import random
 import threading
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import accumulate
 from pathlib import Path
@@ -100,6 +101,15 @@ class Progress:
         }
 
 
+@dataclass(frozen=True)
+class Validated:
+    """What reading the input file decides: the scan, the processing order, running totals."""
+
+    scan: InputScan
+    order: list[RequestLine]
+    progress: Progress
+
+
 @dataclass
 class BatchRecord:
     id: str
@@ -117,6 +127,17 @@ class BatchRecord:
     error_file_id: str | None = None
     materialized: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
+    validation: Future[Validated] | None = None  # the content check still under way, if any
+
+    def settle(self) -> None:
+        """Wait for the content check, then fill in what depends on it (under `lock`)."""
+        if self.validation is None:
+            return
+        validated = self.validation.result()
+        self.scan, self.order, self.progress = validated.scan, validated.order, validated.progress
+        self.facts.passes_validation = validated.scan.passes
+        self.facts.total = len(validated.scan.lines)
+        self.validation = None
 
     def failure_errors(self) -> list[dict[str, Any]]:
         if self.scan.errors:
@@ -191,6 +212,7 @@ class BatchBook:
         self.seed = seed
         self._batches: dict[str, BatchRecord] = {}
         self._lock = threading.Lock()
+        self._validators = ThreadPoolExecutor(2, thread_name_prefix="simulator-validation")
 
     # -- commands ------------------------------------------------------------------------
 
@@ -235,18 +257,7 @@ class BatchBook:
 
         batch_id = self.ids.batch()
         input_path = self.files.link_copy(source, f"{batch_id}-input")
-        scan = scan_input(input_path, endpoint)
         outcome = self.outcomes.pop()
-        order = list(scan.lines)
-        # Seeded shuffle: OpenAI does not preserve input order; tests need reproducibility.
-        random.Random(f"{self.seed}:{batch_id}").shuffle(order)  # noqa: S311
-        ok = [line_status(outcome, line.custom_id) == 200 for line in order]
-        facts = BatchFacts(
-            created_at=self.clock.now(),
-            outcome=outcome,
-            passes_validation=scan.passes,
-            total=len(scan.lines),
-        )
         with self._lock:
             record = BatchRecord(
                 id=batch_id,
@@ -255,14 +266,35 @@ class BatchBook:
                 input_file_id=input_file_id,
                 completion_window=window,
                 metadata=metadata,
-                facts=facts,
-                scan=scan,
+                # What depends on the file's content is a placeholder until `settle`.
+                facts=BatchFacts(
+                    created_at=self.clock.now(), outcome=outcome, passes_validation=True, total=0
+                ),
+                scan=InputScan(),
                 input_path=input_path,
-                order=order,
-                progress=Progress.along(order, ok),
+                order=[],
+                progress=Progress(),
             )
             self._batches[batch_id] = record
+        # OpenAI answers at once and reads the file while the batch is `validating`; so does
+        # the simulator, so a large file's create costs the client no more than a small one's.
+        record.validation = self._validators.submit(
+            self._validate, record.id, input_path, endpoint, outcome
+        )
         return record
+
+    def _validate(
+        self, batch_id: str, input_path: Path, endpoint: str, outcome: Outcome
+    ) -> Validated:
+        scan = scan_input(input_path, endpoint)
+        order = list(scan.lines)
+        # Seeded shuffle: OpenAI does not preserve input order; tests need reproducibility.
+        random.Random(f"{self.seed}:{batch_id}").shuffle(order)  # noqa: S311
+        ok = [line_status(outcome, line.custom_id) == 200 for line in order]
+        return Validated(scan, order, Progress.along(order, ok))
+
+    def close(self) -> None:
+        self._validators.shutdown(wait=True, cancel_futures=True)
 
     def get(self, batch_id: str) -> BatchRecord:
         with self._lock:
@@ -282,6 +314,7 @@ class BatchBook:
     def cancel(self, batch_id: str) -> dict[str, Any]:
         record = self.get(batch_id)
         with record.lock:
+            record.settle()
             now = self.clock.now()
             status = snapshot_at(record.facts, self.timings, now).status
             if status in CANCELLABLE:
@@ -303,7 +336,11 @@ class BatchBook:
     def render(self, record: BatchRecord) -> dict[str, Any]:
         """The Batch object as OpenAI would return it right now."""
         with record.lock:
-            snap = snapshot_at(record.facts, self.timings, self.clock.now())
+            now = self.clock.now()
+            validating = now < record.facts.created_at + self.timings.validating
+            if not validating or record.facts.cancelled_at is not None:
+                record.settle()  # past `validating`, everything shown depends on the content
+            snap = snapshot_at(record.facts, self.timings, now)
             if snap.status in TERMINAL and not record.materialized:
                 self._write_results(record, snap)
         failed = snap.status == "failed"

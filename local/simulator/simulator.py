@@ -89,6 +89,8 @@ class BatchSimulator:
         if self._server is not None:
             self._server.stop()
             self._server = None
+        if self._book is not None:
+            self._book.close()
         if self._root is not None:
             shutil.rmtree(self._root, ignore_errors=True)
             self._root = None
@@ -119,6 +121,10 @@ class BatchSimulator:
     def release(self, batch_id: str) -> None:
         """Let a stuck_validating / stuck_finalizing batch carry on from now."""
         self._require(self._book).release(batch_id)
+
+    def file_ids(self, purpose: str = "batch") -> list[str]:
+        """The stored files uploaded with `purpose` (batch outputs are "batch_output")."""
+        return [f.id for f in self._require(self._files).all() if f.purpose == purpose]
 
     def file_bytes(self, file_id: str) -> bytes:
         return self._require(self._files).get(file_id).path.read_bytes()

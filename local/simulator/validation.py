@@ -1,7 +1,8 @@
 """The checks OpenAI runs on a batch input file while the batch is `validating`.
 
-The file is read once, line by line, when the batch is created; the result only becomes
-visible when the simulated validation phase ends (as `errors` on a failed batch).
+The file is read once, line by line, in the background from the moment the batch is created;
+the result only becomes visible when the simulated validation phase ends (as `errors` on a
+failed batch).
 Error codes follow the ones OpenAI reports in `batch.errors.data[].code`.
 """
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -11,7 +13,8 @@ from openai.types import Completion, CreateEmbeddingResponse, ModerationCreateRe
 from openai.types.chat import ChatCompletion
 from openai.types.responses import Response
 
-from local.simulator import BatchSimulator
+from local.simulator import BatchSimulator, batches
+from local.simulator.validation import InputScan
 
 from .batch_inputs import Endpoint, chat_line, finish, line_for, result_lines, submit
 
@@ -261,3 +264,32 @@ def test_outcomes_are_consumed_in_order(sim: BatchSimulator, client: OpenAI) -> 
 
     assert statuses == ["failed", "failed", "completed"]
     assert sim.batches[batches[2].id]["status"] == "completed"
+
+
+def test_create_answers_while_the_file_is_still_being_read(
+    sim: BatchSimulator, client: OpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reading = threading.Event()
+    may_finish = threading.Event()
+    scan = batches.scan_input
+
+    def slow_scan(path: Path, endpoint: str) -> InputScan:
+        reading.set()
+        assert may_finish.wait(30)
+        return scan(path, endpoint)
+
+    monkeypatch.setattr(batches, "scan_input", slow_scan)
+
+    created = submit(client, [chat_line("a"), chat_line("b")])
+    assert reading.wait(30)
+    seen_while_reading = client.batches.retrieve(created.id)
+    may_finish.set()
+    sim.clock.advance(60)
+    running = client.batches.retrieve(created.id)
+
+    assert (created.status, seen_while_reading.status) == ("validating", "validating")
+    assert created.model is None  # known once the file has been read, as the counts are
+    assert running.status == "in_progress"
+    assert running.request_counts is not None
+    assert running.request_counts.total == 2
+    assert running.model == "gpt-4o-mini"
