@@ -44,6 +44,10 @@ def test_fifty_thousand_and_one_lines_become_two_batches_in_one_job(
     assert first_file.count(b"\n") == 50_000
     assert second_file == jsonl(lines[50_000:])
     assert first_file + second_file == body  # whole lines, nothing lost, nothing repeated
+    # The upload begun alongside validation was abandoned at line 50,001 and left no file.
+    assert sorted(openai_sim.file_ids()) == sorted(
+        [first["input_file_id"], second["input_file_id"]]
+    )
     table = boto3.resource("dynamodb").Table(stack.resource("JobsTable"))
     items = {i["sk"]: i for i in table.scan()["Items"]}
     assert set(items) == {"JOB", "BATCH#0000", "BATCH#0001"}

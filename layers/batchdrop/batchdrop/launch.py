@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from aws_lambda_powertools import Logger
 
 from batchdrop import SERVICE
-from batchdrop.openai_api import OpenAIBatchAPI, OpenAIError, RetryPolicy
+from batchdrop.approval import ApprovedBytes
+from batchdrop.openai_api import BodyFactory, OpenAIBatchAPI, OpenAIError, RetryPolicy
 from batchdrop.s3io import S3Objects
 from batchdrop.validation import Part, normalised_lines
 
@@ -37,19 +39,27 @@ class BatchLauncher:
         self._retry = retry
 
     def upload(
-        self, source: ObjectVersion, part: Part, filename: str, *, verbatim: bool = False
+        self,
+        source: ObjectVersion,
+        part: Part,
+        filename: str,
+        *,
+        verbatim: bool = False,
+        approved: ApprovedBytes | None = None,
     ) -> str:
         """Stream one part to OpenAI and return the file id; a part over the upload limit was
         planned as several chunks and goes through the Uploads API, one chunk per part.
-        `verbatim` when validation found nothing to rewrite: the raw bytes go as they are."""
+        `verbatim` when validation found nothing to rewrite: the raw bytes go as they are.
+        `approved` (verbatim only) while validation is still reading: each chunk waits for it."""
+        if approved is not None and not verbatim:
+            raise ValueError("only raw bytes can be sent while validation approves them")
+        reader = partial(self._range_reader, source, verbatim=verbatim, approved=approved)
         if len(part.chunks) == 1:
-            uploaded = self._api.upload_file(
-                filename, part.size, self._range_reader(source, part.start, part.end, verbatim)
-            )
+            uploaded = self._api.upload_file(filename, part.size, reader(part.start, part.end))
             return str(uploaded["id"])
         for attempt in range(self._retry.attempts):
             try:
-                return self._upload_in_parts(source, part, filename, verbatim)
+                return self._upload_in_parts(part, filename, reader)
             except OpenAIError as error:
                 # Whether the upload completed is unknown, and OpenAI offers no way to look an
                 # upload up: start a fresh one from the same ranges (an unused file costs no
@@ -61,16 +71,14 @@ class BatchLauncher:
         raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
 
     def _upload_in_parts(
-        self, source: ObjectVersion, part: Part, filename: str, verbatim: bool
+        self, part: Part, filename: str, reader: Callable[[int, int], BodyFactory]
     ) -> str:
         upload = self._api.create_upload(filename, part.size)
         try:
             part_ids = [
-                self._api.add_upload_part(
-                    upload["id"],
-                    chunk.size,
-                    self._range_reader(source, chunk.start, chunk.end, verbatim),
-                )["id"]
+                self._api.add_upload_part(upload["id"], chunk.size, reader(chunk.start, chunk.end))[
+                    "id"
+                ]
                 for chunk in part.chunks
             ]
             completed = self._api.complete_upload(upload["id"], part_ids)
@@ -121,17 +129,24 @@ class BatchLauncher:
         return None
 
     def _range_reader(
-        self, source: ObjectVersion, start: int, end: int, verbatim: bool
-    ) -> Callable[[], Iterator[bytes]]:
+        self,
+        source: ObjectVersion,
+        start: int,
+        end: int,
+        *,
+        verbatim: bool,
+        approved: ApprovedBytes | None,
+    ) -> BodyFactory:
         """Re-opens the range on every call, so a retried upload re-reads exactly its bytes."""
 
         def open_range() -> Iterator[bytes]:
             body = self._objects.open(
                 source.bucket, source.key, source.version_id, start=start, end=end
             )
-            if verbatim:
-                return iter(lambda: body.read(WRITE_BUFFER_BYTES), b"")
-            return _coalesce(normalised_lines(body, range_start=start), WRITE_BUFFER_BYTES)
+            if not verbatim:
+                return _coalesce(normalised_lines(body, range_start=start), WRITE_BUFFER_BYTES)
+            chunks = iter(lambda: body.read(WRITE_BUFFER_BYTES), b"")
+            return approved.follow(chunks, start) if approved else chunks
 
         return open_range
 

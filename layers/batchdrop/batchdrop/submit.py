@@ -1,8 +1,9 @@
 """Turn one dropped S3 object into exactly one job on OpenAI: batches, or a clear refusal.
 
 The steps are ordered so that a crash anywhere leaves a record a retry can resume from:
-claim the job, validate the whole file (nothing is paid for yet), then per batch part: upload the
-file and record its id, create the batch (its metadata carries a token) and record the batch.
+claim the job, validate the whole file (nothing is paid for yet; a file that can go as it is
+uploads meanwhile, see `early_upload`), then per batch part: upload the file and record its id,
+create the batch (its metadata carries a token) and record the batch.
 A retry reuses recorded files and adopts a batch created just before a crash, found by its token.
 """
 
@@ -16,6 +17,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from batchdrop import SERVICE
+from batchdrop.early_upload import EarlyUpload, may_upload_early, validate
 from batchdrop.launch import BatchLauncher, ObjectVersion, batch_metadata, part_filename
 from batchdrop.messages import rejection_notice
 from batchdrop.model import JobStatus, SourceObject, report_key
@@ -23,7 +25,7 @@ from batchdrop.notices import NoticeOutbox
 from batchdrop.openai_api import OpenAIBatchAPI, RetryPolicy
 from batchdrop.s3io import S3Objects
 from batchdrop.store import JobStore
-from batchdrop.validation import Part, ValidationReport, validate_stream
+from batchdrop.validation import MAX_UPLOAD_PART_BYTES, Part, ValidationReport
 
 logger = Logger(service=SERVICE, child=True)
 
@@ -83,17 +85,35 @@ class Submitter:
         refusal = _refusal_before_reading(source)
         if refusal is not None:
             return self._reject(source, job_id, refusal)
-        report = validate_stream(
-            self._objects.open(source.bucket, source.key, source.version_id), **self._limits
+        # A resumed submission may have a file recorded already: only a fresh one starts early.
+        early = self._start_early_upload(source) if claimed else None
+        report = validate(
+            self._objects.open(source.bucket, source.key, source.version_id), early, self._limits
         )
+        early_file_id = early.file_id_for(report) if early else None
         if not report.ok:
             return self._reject(source, job_id, report.to_dict())
-        return self._submit_parts(source, job_id, report)
+        return self._submit_parts(source, job_id, report, early_file_id)
+
+    def _start_early_upload(self, source: SourceObject) -> EarlyUpload | None:
+        if not may_upload_early(source.size, self._limits):
+            return None
+        return EarlyUpload(
+            self._launcher,
+            ObjectVersion(source.bucket, source.key, source.version_id),
+            source.size,
+            part_filename(source.filename, 0, 1),
+            self._limits.get("max_upload_part_bytes", MAX_UPLOAD_PART_BYTES),
+        )
 
     # --- the happy path --------------------------------------------------------------------------
 
     def _submit_parts(
-        self, source: SourceObject, job_id: str, report: ValidationReport
+        self,
+        source: SourceObject,
+        job_id: str,
+        report: ValidationReport,
+        early_file_id: str | None,
     ) -> SubmitOutcome:
         assert report.endpoint is not None  # a valid report always names one
         recorded = {item["index"]: item for item in self._store.batches(job_id)}
@@ -104,7 +124,7 @@ class Submitter:
                 batch_ids.append(item["batch_id"])
                 continue
             if "file_id" not in item:
-                item = self._upload_part(source, job_id, part, report)
+                item = self._upload_part(source, job_id, part, report, early_file_id)
             batch = self._launcher.create_or_adopt(
                 file_id=str(item["file_id"]),
                 endpoint=report.endpoint,
@@ -144,9 +164,14 @@ class Submitter:
         return SubmitOutcome(job_id, "submitted", JobStatus.ACTIVE, batch_ids, report.request_count)
 
     def _upload_part(
-        self, source: SourceObject, job_id: str, part: Part, report: ValidationReport
+        self,
+        source: SourceObject,
+        job_id: str,
+        part: Part,
+        report: ValidationReport,
+        uploaded_early: str | None,
     ) -> dict[str, Any]:
-        file_id = self._launcher.upload(
+        file_id = uploaded_early or self._launcher.upload(
             ObjectVersion(source.bucket, source.key, source.version_id),
             part,
             part_filename(source.filename, part.index, len(report.parts)),

@@ -4,6 +4,8 @@ The plan names byte ranges of the raw object; the uploader streams each range an
 line through `normalise_line`, which yields exactly the byte counts the plan declares.
 """
 
+from __future__ import annotations
+
 import hashlib
 import json
 from collections.abc import Iterator
@@ -99,6 +101,19 @@ class Part:
     end: int
     size: int
     chunks: tuple[Chunk, ...]
+
+    @classmethod
+    def whole_object(cls, size: int, max_chunk_bytes: int) -> Part:
+        """The whole object as one part, cut into byte chunks without regard to lines: only
+        raw bytes sent as they are may be cut so (the upload's parts are concatenated)."""
+        chunks = tuple(
+            Chunk(start, min(start + max_chunk_bytes, size), min(max_chunk_bytes, size - start))
+            for start in range(0, size, max_chunk_bytes)
+        )
+        return cls(0, 1, 0, 0, size, size, chunks)
+
+    def is_whole_object(self, size: int) -> bool:
+        return (self.index, self.start, self.end, self.size) == (0, 0, size, size)
 
 
 @dataclass(frozen=True)
@@ -221,6 +236,10 @@ class _SplitPlanner:
         part.line_count += 1
         part.size += size
 
+    @property
+    def part_count(self) -> int:
+        return len(self._closed) + (self._open is not None)
+
     def parts(self) -> tuple[Part, ...]:
         tail = [self._open.close()] if self._open else []
         return tuple(self._closed + tail)
@@ -287,6 +306,11 @@ class Validator:
             self._verbatim = False  # a BOM or "\r" stripped, or a final newline added
         self._planner.add(line.number, line.offset, line.size, len(content) + 1)
         self._check_request(line.number, content)
+
+    @property
+    def one_raw_part_so_far(self) -> bool:
+        """No problem yet, nothing to rewrite, and every request fits the first batch."""
+        return self._problem_count == 0 and self._verbatim and self._planner.part_count <= 1
 
     def finish(self) -> ValidationReport:
         """Report on everything fed so far; trailing whitespace-only lines are ignored."""

@@ -1,0 +1,116 @@
+"""Validate a dropped file while it uploads, so a valid file costs one pass of wall time.
+
+Most files become one batch whose bytes go to OpenAI as they are. For those, the upload starts
+on a second thread and reads the object on its own, never passing validation (`ApprovedBytes`).
+Validation abandons it the moment the file turns out otherwise: a problem, a line to rewrite,
+more than one batch. The file then takes the ordinary path (validate fully, then upload the
+planned parts). An abandoned upload never completes, so it leaves no file and pays nothing.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from aws_lambda_powertools import Logger
+
+from batchdrop import SERVICE
+from batchdrop.approval import ApprovedBytes, UploadAbandoned
+from batchdrop.launch import WRITE_BUFFER_BYTES, BatchLauncher, ObjectVersion
+from batchdrop.lines import Readable, iter_lines
+from batchdrop.validation import (
+    MAX_BATCH_BYTES,
+    MAX_UPLOAD_PART_BYTES,
+    Part,
+    ValidationReport,
+    Validator,
+)
+
+logger = Logger(service=SERVICE, child=True)
+
+# Approving every line would take a lock per line; the upload sends 1 MiB chunks anyway.
+APPROVAL_STEP_BYTES = WRITE_BUFFER_BYTES // 4
+
+
+class EarlyUpload:
+    """The whole object on its way to OpenAI while validation reads it."""
+
+    def __init__(
+        self,
+        launcher: BatchLauncher,
+        source: ObjectVersion,
+        size: int,
+        filename: str,
+        max_chunk_bytes: int = MAX_UPLOAD_PART_BYTES,
+    ) -> None:
+        self.size = size
+        self.approved = ApprovedBytes()
+        whole = Part.whole_object(size, max_chunk_bytes)
+        pool = ThreadPoolExecutor(1, thread_name_prefix="early-upload")
+        self._file_id: Future[str] = pool.submit(self._upload, launcher, source, whole, filename)
+        pool.shutdown(wait=False)  # the thread ends with its one task; `abandon` waits for it
+
+    def _upload(
+        self, launcher: BatchLauncher, source: ObjectVersion, whole: Part, filename: str
+    ) -> str:
+        # Not even a request starts before the first chunk is validated: a file that is wrong
+        # from its first line (the common mistake) sends nothing at all.
+        self.approved.wait_for(min(self.size, WRITE_BUFFER_BYTES))
+        return launcher.upload(source, whole, filename, verbatim=True, approved=self.approved)
+
+    def file_id_for(self, report: ValidationReport) -> str | None:
+        """The uploaded file's id if it is exactly the batch `report` plans, else None.
+
+        A failure of a wanted upload is raised, as the ordinary upload would raise it.
+        """
+        wanted = (
+            report.ok
+            and report.verbatim
+            and len(report.parts) == 1
+            and report.parts[0].is_whole_object(self.size)
+        )
+        if not wanted:
+            self.abandon()
+            return None
+        self.approved.approve(self.size)
+        try:
+            return self._file_id.result()
+        except UploadAbandoned:  # pragma: no cover - only validation abandons, and it did not
+            return None
+
+    def abandon(self) -> None:
+        """Stop the upload and wait for its thread, so nothing runs on after the handler."""
+        self.approved.abandon()
+        try:
+            self._file_id.result()
+        except UploadAbandoned:
+            pass
+        except Exception:  # an unwanted upload's failure matters to no one
+            logger.info("an abandoned upload had failed already", exc_info=True)
+
+
+def validate(
+    stream: Readable, early: EarlyUpload | None, limits: dict[str, int]
+) -> ValidationReport:
+    """Validate the whole stream, approving its bytes to `early` as they pass."""
+    validator = Validator(**limits)
+    approved_to = 0
+    try:
+        for line in iter_lines(stream, max_line_bytes=validator.max_line_bytes):
+            validator.feed(line)
+            if early is None or early.approved.abandoned:
+                continue
+            if not validator.one_raw_part_so_far:
+                early.abandon()
+            elif line.offset - approved_to >= APPROVAL_STEP_BYTES:
+                approved_to = line.offset  # everything before this line has passed
+                early.approved.approve(approved_to)
+    except BaseException:
+        if early is not None:
+            early.abandon()
+        raise
+    return validator.finish()
+
+
+def may_upload_early(size: int, limits: dict[str, int]) -> bool:
+    """Whether the object could be one batch sent as it is (its lines are still unknown)."""
+    return 0 < size <= limits.get("max_batch_bytes", MAX_BATCH_BYTES)
