@@ -145,6 +145,20 @@ def _fastest(results: list[dict[str, Any]]) -> dict[str, Any]:
     return {**best, "runs_seconds": [result["seconds"] for result in results]}
 
 
+@contextmanager
+def cpu_meter(moto_pid: int, here: str) -> Iterator[dict[str, float]]:
+    """CPU seconds spent while the block ran: in this process (named `here`), in moto, and in
+    the simulator, which runs in the runner (this child's parent)."""
+    spent: dict[str, float] = {}
+    start = (time.process_time(), cpu_seconds(moto_pid), cpu_seconds(os.getppid()))
+    try:
+        yield spent
+    finally:
+        spent[here] = time.process_time() - start[0]
+        spent["moto"] = cpu_seconds(moto_pid) - start[1]
+        spent["simulator"] = cpu_seconds(os.getppid()) - start[2]
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of another process so far (Linux /proc; 0.0 elsewhere)."""
     try:

@@ -36,7 +36,7 @@ from benchmarks.common import (
     TIMES,
     Check,
     Plan,
-    cpu_seconds,
+    cpu_meter,
     fmt_seconds,
     ratio,
     stopwatch,
@@ -310,16 +310,11 @@ def _timed_tick(
     """One tick, with the CPU time it cost here, in moto and in the simulator (the runner)."""
     overflows.take()
     before = counter.snapshot()
-    cpu = (time.process_time(), cpu_seconds(moto_pid), cpu_seconds(os.getppid()))
-    with stopwatch() as watch:
+    with cpu_meter(moto_pid, here="poller") as cpu, stopwatch() as watch:
         summary = function.invoke(sample_event("poll_tick.json"))
     return {
         "seconds": watch.seconds,
-        "cpu_seconds": {
-            "poller": time.process_time() - cpu[0],
-            "moto": cpu_seconds(moto_pid) - cpu[1],
-            "simulator": cpu_seconds(os.getppid()) - cpu[2],
-        },
+        "cpu_seconds": cpu,
         "concurrency": function.module.settings.poll_concurrency,
         "summary": summary,
         "calls": counter.since(before),

@@ -293,6 +293,12 @@ class BatchBook:
         ok = [line_status(outcome, line.custom_id) == 200 for line in order]
         return Validated(scan, order, Progress.along(order, ok))
 
+    def settle_all(self) -> None:
+        """Wait until every batch's input has been read."""
+        for record in self.newest_first():
+            with record.lock:
+                record.settle()
+
     def close(self) -> None:
         self._validators.shutdown(wait=True, cancel_futures=True)
 

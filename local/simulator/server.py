@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import io
 import json
 import logging
 import socket
@@ -71,6 +72,28 @@ def drop_connection(environ: dict[str, Any]) -> None:
     raise ConnectionAbortedError("simulated connection drop")
 
 
+class RateLimitedStream(io.RawIOBase):
+    """A request body that arrives no faster than `rate` bytes per second."""
+
+    def __init__(self, stream: Any, rate: float) -> None:
+        self._stream = stream
+        self._rate = rate
+        self._started = time.monotonic()
+        self._arrived = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._stream.read(len(buffer))
+        buffer[: len(data)] = data
+        if data:
+            self._arrived += len(data)
+            if (due := self._started + self._arrived / self._rate - time.monotonic()) > 0:
+                time.sleep(due)
+        return len(data)
+
+
 class SimulatorApp:
     def __init__(
         self,
@@ -80,6 +103,7 @@ class SimulatorApp:
         calls: CallLog,
         spool_dir: Path,
         latency: Callable[[], float],
+        link_rate: Callable[[], float | None],
     ) -> None:
         self.handlers = handlers
         self.api_key = api_key
@@ -87,11 +111,14 @@ class SimulatorApp:
         self.calls = calls
         self.spool_dir = spool_dir
         self.latency = latency
+        self.link_rate = link_rate
         self.urls = build_url_map().bind("127.0.0.1")
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
+        if (rate := self.link_rate()) is not None:
+            environ["wsgi.input"] = RateLimitedStream(environ["wsgi.input"], rate)
         request = SpoolingRequest(environ, self.spool_dir)
         method = request.method
         template, name, params = self._match(request)

@@ -55,6 +55,9 @@ class BatchSimulator:
         self.host = host
         self.port = port
         self.latency = 0.0
+        # Bytes per second at which request bodies arrive, as over a link to OpenAI; None for
+        # loopback speed. For benchmarks: the wait costs no CPU, as a network's does not.
+        self.link_bytes_per_second: float | None = None
         self.faults = FaultPlan()
         self.outcomes = OutcomeQueue()
         self.calls = CallLog()
@@ -79,6 +82,7 @@ class BatchSimulator:
             calls=self.calls,
             spool_dir=self._root,
             latency=lambda: self.latency,
+            link_rate=lambda: self.link_bytes_per_second,
         )
         self._server = LoopbackServer(app, self.host, self.port)
         self.port = self._server.port
@@ -117,6 +121,11 @@ class BatchSimulator:
     @property
     def batches(self) -> Mapping[str, dict[str, Any]]:
         return LiveBatches(self._require(self._book))
+
+    def finish_reading_inputs(self) -> None:
+        """Wait for the background reads of batch inputs that create started (benchmarks call
+        this between runs, so that one run's reading does not slow the next)."""
+        self._require(self._book).settle_all()
 
     def release(self, batch_id: str) -> None:
         """Let a stuck_validating / stuck_finalizing batch carry on from now."""

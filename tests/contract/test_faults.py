@@ -8,7 +8,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from local.simulator import BatchSimulator
+from local.simulator import BatchSimulator, server
 
 from .batch_inputs import chat_line, jsonl, submit, upload
 
@@ -95,3 +95,17 @@ def test_latency_faults_and_persistent_latency_slow_calls_down(
     assert undelayed < 0.1
     assert persistent >= 0.1
     assert sim.count("GET /v1/batches") == 3
+
+
+def test_a_link_rate_paces_request_bodies(
+    sim: BatchSimulator, client: OpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waits: list[float] = []
+    monkeypatch.setattr(server.time, "sleep", waits.append)  # recorded, not waited
+    sim.link_bytes_per_second = 1000.0
+    content = jsonl([chat_line(f"r{i}") for i in range(40)])
+
+    created = upload(client, content)
+
+    assert created.bytes == len(content)
+    assert max(waits) >= len(content) / 1000.0  # the whole body, plus the multipart framing
