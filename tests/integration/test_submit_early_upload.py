@@ -152,3 +152,30 @@ def test_a_file_to_rewrite_takes_the_planned_path_after_an_abandoned_upload(
     assert openai_sim.file_ids() == [openai_sim.batches[batch_id]["input_file_id"]]
     assert chunks.abandoned_at
     assert bool(chunks.sent) == sends_before_abandoning
+
+
+def test_a_failed_read_leaves_no_upload_waiting(
+    load_function: Callable[[str], Function],
+    bucket: str,
+    openai_sim: BatchSimulator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    event = drop(bucket, "requests/unreadable.jsonl", jsonl(request_lines(LINES)))
+    open_object = S3Objects.open
+
+    def failing_whole_read(objects: S3Objects, *args: Any, **kwargs: Any) -> Readable:
+        if not kwargs.get("start") and kwargs.get("end") is None:
+            raise OSError("the object could not be read")
+        return open_object(objects, *args, **kwargs)
+
+    monkeypatch.setattr(S3Objects, "open", failing_whole_read)
+
+    submit = load_function("SubmitFunction")
+    with pytest.raises(submit.module.SubmitFailedError):  # so that Lambda retries the event
+        submit.invoke(event)
+
+    uploads = [t for t in threading.enumerate() if t.name.startswith("early-upload")]
+    for thread in uploads:
+        thread.join(WAIT_LIMIT_SECONDS)  # ends at once when abandoned; hangs if it was not
+    assert not any(thread.is_alive() for thread in uploads)
+    assert openai_sim.file_ids() == []

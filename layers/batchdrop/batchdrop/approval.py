@@ -1,10 +1,11 @@
 """How far validation has approved an object's bytes, for an upload that must not run ahead.
 
 Validation reads the object on one thread while an upload streams it on another. The upload
-sends a chunk only once validation has passed its end, so no byte validation has not seen
-leaves the account. The object's last byte is approved only when the whole file is known to be
-exactly what is being uploaded; until then the upload cannot complete, so an abandoned upload
-never becomes a file on OpenAI.
+sends a chunk only once validation has checked every line in it and found no problem so far.
+The object's last byte is approved only when the whole file is known to be exactly what is
+being uploaded; until then the upload cannot complete, so an abandoned upload never becomes a
+file on OpenAI. For a file found invalid late, the lines before the problem did go out, in a
+request that was then cut short.
 """
 
 from __future__ import annotations

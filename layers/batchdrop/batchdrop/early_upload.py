@@ -44,6 +44,7 @@ class EarlyUpload:
     ) -> None:
         self.size = size
         self.approved = ApprovedBytes()
+        self._taken = False
         whole = Part.whole_object(size, max_chunk_bytes)
         pool = ThreadPoolExecutor(1, thread_name_prefix="early-upload")
         self._file_id: Future[str] = pool.submit(self._upload, launcher, source, whole, filename)
@@ -58,10 +59,9 @@ class EarlyUpload:
         return launcher.upload(source, whole, filename, verbatim=True, approved=self.approved)
 
     def file_id_for(self, report: ValidationReport) -> str | None:
-        """The uploaded file's id if it is exactly the batch `report` plans, else None.
-
-        A failure of a wanted upload is raised, as the ordinary upload would raise it.
-        """
+        """The uploaded file's id if it is exactly the batch `report` plans, else None (the
+        upload is abandoned). A failure of a wanted upload is raised, as the ordinary upload
+        would raise it."""
         wanted = (
             report.ok
             and report.verbatim
@@ -69,16 +69,17 @@ class EarlyUpload:
             and report.parts[0].is_whole_object(self.size)
         )
         if not wanted:
-            self.abandon()
+            self.approved.abandon()
             return None
+        self._taken = True
         self.approved.approve(self.size)
-        try:
-            return self._file_id.result()
-        except UploadAbandoned:  # pragma: no cover - only validation abandons, and it did not
-            return None
+        return self._file_id.result()
 
-    def abandon(self) -> None:
-        """Stop the upload and wait for its thread, so nothing runs on after the handler."""
+    def close(self) -> None:
+        """Abandon the upload unless its file was taken, and wait for its thread to end, so
+        that nothing runs on after the handler returns."""
+        if self._taken:
+            return
         self.approved.abandon()
         try:
             self._file_id.result()
@@ -91,23 +92,19 @@ class EarlyUpload:
 def validate(
     stream: Readable, early: EarlyUpload | None, limits: dict[str, int]
 ) -> ValidationReport:
-    """Validate the whole stream, approving its bytes to `early` as they pass."""
+    """Validate the whole stream, approving its bytes to `early` as they pass. The caller
+    closes `early` whatever happens here."""
     validator = Validator(**limits)
     approved_to = 0
-    try:
-        for line in iter_lines(stream, max_line_bytes=validator.max_line_bytes):
-            validator.feed(line)
-            if early is None or early.approved.abandoned:
-                continue
-            if not validator.one_raw_part_so_far:
-                early.abandon()
-            elif line.offset - approved_to >= APPROVAL_STEP_BYTES:
-                approved_to = line.offset  # everything before this line has passed
-                early.approved.approve(approved_to)
-    except BaseException:
-        if early is not None:
-            early.abandon()
-        raise
+    for line in iter_lines(stream, max_line_bytes=validator.max_line_bytes):
+        validator.feed(line)
+        if early is None or early.approved.abandoned:
+            continue
+        if not validator.one_raw_part_so_far:
+            early.approved.abandon()  # signalled only: validation goes on without waiting
+        elif line.offset - approved_to >= APPROVAL_STEP_BYTES:
+            approved_to = line.offset  # everything before this line has passed
+            early.approved.approve(approved_to)
     return validator.finish()
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from batchdrop import SERVICE
-from batchdrop.approval import ApprovedBytes
+from batchdrop.approval import ApprovedBytes, UploadAbandoned
 from batchdrop.openai_api import BodyFactory, OpenAIBatchAPI, OpenAIError, RetryPolicy
 from batchdrop.s3io import S3Objects
 from batchdrop.validation import Part, normalised_lines
@@ -58,6 +58,8 @@ class BatchLauncher:
             uploaded = self._api.upload_file(filename, part.size, reader(part.start, part.end))
             return str(uploaded["id"])
         for attempt in range(self._retry.attempts):
+            if approved is not None and approved.abandoned:
+                raise UploadAbandoned("abandoned before a fresh upload was started")
             try:
                 return self._upload_in_parts(part, filename, reader)
             except OpenAIError as error:

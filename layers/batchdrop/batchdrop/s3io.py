@@ -30,7 +30,8 @@ class S3Objects:
         start: int = 0,
         end: int | None = None,
     ) -> Readable:
-        """A stream of the object's bytes [start, end); nothing is read until asked for."""
+        """A stream of the object's bytes [start, end). The GET is sent at once (so a missing
+        object fails here); the body is read as asked for."""
         request: dict[str, Any] = {"Bucket": bucket, "Key": key}
         if version_id:
             request["VersionId"] = version_id

@@ -87,10 +87,16 @@ class Submitter:
             return self._reject(source, job_id, refusal)
         # A resumed submission may have a file recorded already: only a fresh one starts early.
         early = self._start_early_upload(source) if claimed else None
-        report = validate(
-            self._objects.open(source.bucket, source.key, source.version_id), early, self._limits
-        )
-        early_file_id = early.file_id_for(report) if early else None
+        try:
+            report = validate(
+                self._objects.open(source.bucket, source.key, source.version_id),
+                early,
+                self._limits,
+            )
+            early_file_id = early.file_id_for(report) if early else None
+        finally:
+            if early is not None:
+                early.close()  # however validation ended, its upload thread ends here
         if not report.ok:
             return self._reject(source, job_id, report.to_dict())
         return self._submit_parts(source, job_id, report, early_file_id)

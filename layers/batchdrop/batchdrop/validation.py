@@ -105,7 +105,8 @@ class Part:
     @classmethod
     def whole_object(cls, size: int, max_chunk_bytes: int) -> Part:
         """The whole object as one part, cut into byte chunks without regard to lines: only
-        raw bytes sent as they are may be cut so (the upload's parts are concatenated)."""
+        raw bytes sent as they are may be cut so (the upload's parts are concatenated). An
+        upload plan only: its lines are not known yet, so `line_count` is 0."""
         chunks = tuple(
             Chunk(start, min(start + max_chunk_bytes, size), min(max_chunk_bytes, size - start))
             for start in range(0, size, max_chunk_bytes)
