@@ -1,4 +1,5 @@
-"""Validate a dropped file while it uploads, so a valid file costs one pass of wall time.
+"""Validate a dropped file while it uploads, so that validation runs during the upload's wait
+for the network instead of before it.
 
 Most files become one batch whose bytes go to OpenAI as they are. For those, the upload starts
 on a second thread and reads the object on its own, never passing validation (`ApprovedBytes`).
@@ -48,7 +49,7 @@ class EarlyUpload:
         whole = Part.whole_object(size, max_chunk_bytes)
         pool = ThreadPoolExecutor(1, thread_name_prefix="early-upload")
         self._file_id: Future[str] = pool.submit(self._upload, launcher, source, whole, filename)
-        pool.shutdown(wait=False)  # the thread ends with its one task; `abandon` waits for it
+        pool.shutdown(wait=False)  # the thread ends with its one task; `close` waits for it
 
     def _upload(
         self, launcher: BatchLauncher, source: ObjectVersion, whole: Part, filename: str
