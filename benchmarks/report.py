@@ -201,31 +201,13 @@ keeps to find duplicates (about 100 bytes a request)."""
 
 
 def _submit_chart(rows: list[dict[str, Any]]) -> Path:
-    labels = [f"{row['size_mb']} MB" for row in rows]
-    positions = range(len(rows))
-    figure, (times, memory) = plt.subplots(1, 2, figsize=(11, 4))
-    width = 0.38
-    times.bar([p - width / 2 for p in positions], [r["raw"]["seconds"] for r in rows], width,
-              label="raw copy S3 → simulator", color=RAW_COLOUR)  # fmt: skip
-    times.bar([p + width / 2 for p in positions], [r["handler"]["seconds"] for r in rows], width,
-              label="submit handler", color=PRODUCT_COLOUR)  # fmt: skip
-    for p, row in zip(positions, rows, strict=True):
-        times.annotate(f"{row['ratio']:.2f}{TIMES}", (p + width / 2, row["handler"]["seconds"]),
-                       ha="center", va="bottom", fontsize=9)  # fmt: skip
-    times.set_xticks(list(positions), labels)
-    times.set_ylabel("wall time (s)")
-    times.set_title(f"Wall time (target: handler ≤ 1.5{TIMES} raw copy)")
-    times.legend()
-    memory.bar([p - width / 2 for p in positions], [r["raw"]["rss_growth_mib"] for r in rows],
-               width, label="raw copy", color=RAW_COLOUR)  # fmt: skip
-    memory.bar([p + width / 2 for p in positions], [r["handler"]["rss_growth_mib"] for r in rows],
-               width, label="submit handler", color=PRODUCT_COLOUR)  # fmt: skip
-    memory.axhline(64, color=TARGET_COLOUR, linestyle="--", label="target: 64 MiB")
-    memory.set_xticks(list(positions), labels)
-    memory.set_ylabel("peak RSS growth (MiB)")
-    memory.set_title("Peak RSS growth over the child's baseline")
-    memory.legend()
-    return _save(figure, "submit.png")
+    return _against_raw_chart(
+        [f"{row['size_mb']} MB" for row in rows],
+        [(row["raw"], row["handler"]) for row in rows],
+        ("raw copy S3 → simulator", "submit handler"),
+        f"Wall time (target: handler ≤ 1.5{TIMES} raw copy)",
+        "submit.png",
+    )
 
 
 # --- 2. poll --------------------------------------------------------------------------------------
@@ -463,32 +445,45 @@ the merged line, or a compiled JSON codec (orjson) in the layer, is the next can
 
 
 def _results_chart(rows: tuple[tuple[str, dict[str, Any], dict[str, Any]], ...]) -> Path:
-    labels = ["merge", "stream"]
-    positions = range(len(rows))
+    return _against_raw_chart(
+        ["merge", "stream"],
+        [(raw, measured) for _, measured, raw in rows],
+        ("raw copy", "product code"),
+        f"Wall time (target: ≤ 2{TIMES} raw copy)",
+        "results.png",
+    )
+
+
+def _against_raw_chart(
+    labels: list[str],
+    runs: list[tuple[dict[str, Any], dict[str, Any]]],
+    names: tuple[str, str],
+    time_title: str,
+    filename: str,
+) -> Path:
+    """Wall time (with each ratio) and peak RSS growth, raw copy beside product, per label."""
+    positions = range(len(runs))
     width = 0.38
     figure, (times, memory) = plt.subplots(1, 2, figsize=(11, 4))
-    times.bar([p - width / 2 for p in positions], [raw["seconds"] for _, _, raw in rows], width,
-              color=RAW_COLOUR, label="raw copy")  # fmt: skip
-    times.bar([p + width / 2 for p in positions], [m["seconds"] for _, m, _ in rows], width,
-              color=PRODUCT_COLOUR, label="product code")  # fmt: skip
-    for p, (_, measured, raw) in zip(positions, rows, strict=True):
-        times.annotate(f"{measured['seconds'] / raw['seconds']:.2f}{TIMES}",
-                       (p + width / 2, measured["seconds"]), ha="center", va="bottom",
+    sides = tuple(zip(names, (RAW_COLOUR, PRODUCT_COLOUR), strict=True))
+    for axis, key in ((times, "seconds"), (memory, "rss_growth_mib")):
+        for side, (name, colour) in enumerate(sides):
+            offsets = [p + (side - 0.5) * width for p in positions]
+            heights = [run[side][key] for run in runs]
+            axis.bar(offsets, heights, width, label=name, color=colour)
+        axis.set_xticks(list(positions), labels)
+    for p, (raw, product) in zip(positions, runs, strict=True):
+        times.annotate(f"{product['seconds'] / raw['seconds']:.2f}{TIMES}",
+                       (p + width / 2, product["seconds"]), ha="center", va="bottom",
                        fontsize=9)  # fmt: skip
-    times.set_xticks(list(positions), labels)
     times.set_ylabel("wall time (s)")
-    times.set_title(f"Wall time (target: ≤ 2{TIMES} raw copy)")
+    times.set_title(time_title)
     times.legend()
-    memory.bar([p - width / 2 for p in positions], [raw["rss_growth_mib"] for _, _, raw in rows],
-               width, color=RAW_COLOUR, label="raw copy")  # fmt: skip
-    memory.bar([p + width / 2 for p in positions], [m["rss_growth_mib"] for _, m, _ in rows],
-               width, color=PRODUCT_COLOUR, label="product code")  # fmt: skip
     memory.axhline(64, color=TARGET_COLOUR, linestyle="--", label="target: 64 MiB")
-    memory.set_xticks(list(positions), labels)
     memory.set_ylabel("peak RSS growth (MiB)")
     memory.set_title("Peak RSS growth over the child's baseline")
     memory.legend()
-    return _save(figure, "results.png")
+    return _save(figure, filename)
 
 
 # --- 4. cold start --------------------------------------------------------------------------------
