@@ -17,7 +17,7 @@ from aws_lambda_powertools import Logger
 from batchdrop import SERVICE
 from batchdrop.approval import ApprovedBytes, UploadAbandoned
 from batchdrop.launch import WRITE_BUFFER_BYTES, BatchLauncher, ObjectVersion
-from batchdrop.lines import Readable, iter_lines
+from batchdrop.lines import Line
 from batchdrop.validation import (
     MAX_BATCH_BYTES,
     MAX_UPLOAD_PART_BYTES,
@@ -76,6 +76,16 @@ class EarlyUpload:
         self.approved.approve(self.size)
         return self._file_id.result()
 
+    def keep_pace(self, validator: Validator, line: Line) -> None:
+        """After each line validation feeds: approve the lines before it, or abandon the upload
+        once the file cannot be one batch sent as it is."""
+        if self.approved.abandoned:
+            return
+        if not validator.one_raw_part_so_far:
+            self.approved.abandon()  # signalled only: validation goes on without waiting
+        elif line.offset - self.approved.until >= APPROVAL_STEP_BYTES:
+            self.approved.approve(line.offset)  # everything before this line has passed
+
     def close(self) -> None:
         """Abandon the upload unless its file was taken, and wait for its thread to end, so
         that nothing runs on after the handler returns."""
@@ -88,25 +98,6 @@ class EarlyUpload:
             pass
         except Exception:  # an unwanted upload's failure matters to no one
             logger.info("an abandoned upload had failed already", exc_info=True)
-
-
-def validate(
-    stream: Readable, early: EarlyUpload | None, limits: dict[str, int]
-) -> ValidationReport:
-    """Validate the whole stream, approving its bytes to `early` as they pass. The caller
-    closes `early` whatever happens here."""
-    validator = Validator(**limits)
-    approved_to = 0
-    for line in iter_lines(stream, max_line_bytes=validator.max_line_bytes):
-        validator.feed(line)
-        if early is None or early.approved.abandoned:
-            continue
-        if not validator.one_raw_part_so_far:
-            early.approved.abandon()  # signalled only: validation goes on without waiting
-        elif line.offset - approved_to >= APPROVAL_STEP_BYTES:
-            approved_to = line.offset  # everything before this line has passed
-            early.approved.approve(approved_to)
-    return validator.finish()
 
 
 def may_upload_early(size: int, limits: dict[str, int]) -> bool:

@@ -17,7 +17,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from batchdrop import SERVICE
-from batchdrop.early_upload import EarlyUpload, may_upload_early, validate
+from batchdrop.early_upload import EarlyUpload, may_upload_early
 from batchdrop.launch import BatchLauncher, ObjectVersion, batch_metadata, part_filename
 from batchdrop.messages import rejection_notice
 from batchdrop.model import JobStatus, SourceObject, report_key
@@ -25,7 +25,7 @@ from batchdrop.notices import NoticeOutbox
 from batchdrop.openai_api import OpenAIBatchAPI, RetryPolicy
 from batchdrop.s3io import S3Objects
 from batchdrop.store import JobStore
-from batchdrop.validation import MAX_UPLOAD_PART_BYTES, Part, ValidationReport
+from batchdrop.validation import MAX_UPLOAD_PART_BYTES, Part, ValidationReport, validate_stream
 
 logger = Logger(service=SERVICE, child=True)
 
@@ -88,10 +88,10 @@ class Submitter:
         # A resumed submission may have a file recorded already: only a fresh one starts early.
         early = self._start_early_upload(source) if claimed else None
         try:
-            report = validate(
+            report = validate_stream(
                 self._objects.open(source.bucket, source.key, source.version_id),
-                early,
-                self._limits,
+                after_each_line=early.keep_pace if early else None,
+                **self._limits,
             )
             early_file_id = early.file_id_for(report) if early else None
         finally:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -463,8 +463,12 @@ def validate_stream(
     max_line_bytes: int = MAX_LINE_BYTES,
     max_listed_problems: int = MAX_LISTED_PROBLEMS,
     read_size: int = DEFAULT_READ_BYTES,
+    after_each_line: Callable[[Validator, Line], None] | None = None,
 ) -> ValidationReport:
-    """Validate a whole stream and, when it is valid, plan its split into batches."""
+    """Validate a whole stream and, when it is valid, plan its split into batches.
+
+    `after_each_line` sees the validator once each line is fed (an upload keeps pace by it).
+    """
     validator = Validator(
         max_requests=max_requests,
         max_batch_bytes=max_batch_bytes,
@@ -474,6 +478,8 @@ def validate_stream(
     )
     for line in iter_lines(stream, max_line_bytes=max_line_bytes, read_size=read_size):
         validator.feed(line)
+        if after_each_line is not None:
+            after_each_line(validator, line)
     return validator.finish()
 
 
