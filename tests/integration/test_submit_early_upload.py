@@ -50,12 +50,17 @@ class SentChunks:
 
         def holding_open(objects: S3Objects, *args: Any, **kwargs: Any) -> Readable:
             body = open_object(objects, *args, **kwargs)
-            whole = not kwargs.get("start") and kwargs.get("end") is None
-            return HeldAt(body, HOLD_VALIDATION_AT, spy.upload_moved) if whole else body
+            held = HeldAt(body, HOLD_VALIDATION_AT, spy.upload_moved)
+            return held if reads_the_whole_object(kwargs) else body
 
         monkeypatch.setattr(ApprovedBytes, "follow", recording_follow)
         monkeypatch.setattr(ApprovedBytes, "abandon", recording_abandon)
         monkeypatch.setattr(S3Objects, "open", holding_open)
+
+
+def reads_the_whole_object(open_kwargs: dict[str, Any]) -> bool:
+    """Validation opens the whole object; uploads open byte ranges."""
+    return not open_kwargs.get("start") and open_kwargs.get("end") is None
 
 
 class HeldAt:
@@ -164,7 +169,7 @@ def test_a_failed_read_leaves_no_upload_waiting(
     open_object = S3Objects.open
 
     def failing_whole_read(objects: S3Objects, *args: Any, **kwargs: Any) -> Readable:
-        if not kwargs.get("start") and kwargs.get("end") is None:
+        if reads_the_whole_object(kwargs):
             raise OSError("the object could not be read")
         return open_object(objects, *args, **kwargs)
 
