@@ -46,6 +46,11 @@ def job_details(view: JobView) -> str:
         lines.append(f"report:   {record.get('report_key')}")
     if record.get("results_key"):
         lines.append(f"results:  {record['results_key']}")
+    if view.status == "submitting" and record.get("last_error"):
+        # The poll function resumes it by itself; the error says what to fix meanwhile.
+        lines.append(f"last error: {record['last_error']} (resumed {record.get('resumes', 0)}×)")
+    if record.get("not_submitted_parts"):
+        lines.append(f"not submitted: lines {record['not_submitted_from_line']:,} onward")
     history = [(int(record["created_at"]), "job", "received")]
     for batch in view.batches:
         history += [(at, batch.batch_id, event) for at, event in batch.events]

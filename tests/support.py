@@ -66,13 +66,22 @@ class Crash(Exception):
     """Stands for the process dying: nothing after it runs in this invocation."""
 
 
+class Killed(BaseException):
+    """Stands for the runtime killing the process (out of memory, exit): unlike an exception,
+    no `except Exception` handler runs, so Powertools keeps its INPROGRESS record and the
+    submission keeps its lease, as they would after a real kill."""
+
+
 class CrashOnce:
     """Wraps the job store so that one named write 'crashes' the first time it is reached."""
 
-    def __init__(self, store: Any, method: str, *, before: bool) -> None:
+    def __init__(
+        self, store: Any, method: str, *, before: bool, crash: type[BaseException] = Crash
+    ) -> None:
         self._store = store
         self._method = method
         self._before = before
+        self._crash = crash
         self.crashed = False
 
     def __getattr__(self, name: str) -> Any:
@@ -83,8 +92,34 @@ class CrashOnce:
         def crashing(*args: Any, **kwargs: Any) -> Any:
             self.crashed = True
             if self._before:
-                raise Crash(f"crash before {name}")
+                raise self._crash(f"crash before {name}")
             real(*args, **kwargs)
-            raise Crash(f"crash after {name}")
+            raise self._crash(f"crash after {name}")
 
         return crashing
+
+
+class AfterWrite:
+    """Wraps the job store so that a hook runs right after one named write, the first time it
+    is reached for a given batch index: a gate that places an outside event at an exact step."""
+
+    def __init__(self, store: Any, method: str, index: int, hook: Any) -> None:
+        self._store = store
+        self._method = method
+        self._index = index
+        self._hook = hook
+        self.fired = False
+
+    def __getattr__(self, name: str) -> Any:
+        real = getattr(self._store, name)
+        if name != self._method:
+            return real
+
+        def hooked(job_id: str, index: int, *args: Any, **kwargs: Any) -> Any:
+            result = real(job_id, index, *args, **kwargs)
+            if index == self._index and not self.fired:
+                self.fired = True
+                self._hook(job_id)
+            return result
+
+        return hooked

@@ -40,6 +40,10 @@ class SubmitFailedError(RuntimeError):
     """Some records failed; Lambda retries the event and, after that, the DLQ keeps it."""
 
 
+class SubmissionNotRecordedError(RuntimeError):
+    """Another attempt holds the object but recorded nothing yet: keep the event (retry, DLQ)."""
+
+
 @idempotent_function(
     data_keyword_argument="source", persistence_store=persistence, config=idempotency
 )
@@ -69,7 +73,7 @@ def lambda_handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:
 
 def _handle(record: S3EventRecord) -> dict[str, Any]:
     obj = record.s3.get_object
-    source = {
+    source: dict[str, Any] = {
         "bucket": record.s3.bucket.name,
         # S3 sends keys URL-encoded with '+' for a space; S3Event hands them over still encoded.
         "key": unquote_plus(obj.key),
@@ -81,7 +85,12 @@ def _handle(record: S3EventRecord) -> dict[str, Any]:
     try:
         result: dict[str, Any] = submit_object(source=source)
     except IdempotencyAlreadyInProgressError:
-        # Another invocation holds this very object version; it keeps the event until done.
-        logger.info("duplicate delivery while the first is still running", extra=source)
-        return {"status": "in_progress", "key": source["key"]}
+        # Another invocation holds this object version, or held it and was killed. The event
+        # may be let go only when the job's record guarantees it an end.
+        outcome = submitter.in_progress(SourceObject(**source))
+        if outcome is None:
+            raise SubmissionNotRecordedError(
+                f"{source['key']} is in progress elsewhere but has no job record yet"
+            ) from None
+        return outcome.as_dict()
     return result

@@ -65,9 +65,10 @@ EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
     "PollFunction": {
         "logs:CreateLogStream": {"PollLogGroup"},
         "logs:PutLogEvents": {"PollLogGroup"},
-        "s3:GetObject": {"bucket/${InputPrefix}*", "bucket/results/*"},
+        # reports/: a submission the poller resumes may be refused, like one submit refuses.
+        "s3:GetObject": {"bucket/${InputPrefix}*", "bucket/results/*", "bucket/reports/*"},
         "s3:GetObjectVersion": {"bucket/${InputPrefix}*"},
-        "s3:PutObject": {"bucket/results/*"},
+        "s3:PutObject": {"bucket/results/*", "bucket/reports/*"},
         "s3:AbortMultipartUpload": {"bucket/results/*"},
         "dynamodb:GetItem": {"JobsTable", "JobsTable/index/ActiveIndex"},
         "dynamodb:PutItem": {"JobsTable", "JobsTable/index/ActiveIndex"},

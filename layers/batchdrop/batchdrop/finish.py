@@ -65,7 +65,11 @@ class JobFinisher:
     def finish(self, job_id: str, time_left: Callable[[], float]) -> str:
         """ "not_ready", "follow_up" or the job's outcome once it is saved and reported."""
         job = self._store.get_job(job_id)
-        parts = sorted(self._store.batches(job_id), key=lambda item: int(item["index"]))
+        # A part whose submission was given up never ran: the job is what was submitted.
+        parts = sorted(
+            (item for item in self._store.batches(job_id) if item.get("status") != "not_submitted"),
+            key=lambda item: int(item["index"]),
+        )
         if job is None or not parts or not all(part.get("final") for part in parts):
             return "not_ready"
         if job["status"] == JobStatus.SUBMITTING:
@@ -275,6 +279,9 @@ class JobFinisher:
                 unfinished_uri=f"s3://{bucket}/{unfinished_key}" if unfinished_key else None,
                 batch_errors=job.get("batch_errors", []),
                 batch_count=int(job.get("batch_count", 1)),
+                not_submitted_from_line=(
+                    int(job["not_submitted_from_line"]) if job.get("not_submitted_parts") else None
+                ),
             )
         )
 

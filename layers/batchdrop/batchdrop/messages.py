@@ -9,6 +9,7 @@ from typing import Any
 from batchdrop.notifier import Notice
 
 PREVIEW_PROBLEMS = 10  # the email lists a few; the report in S3 lists up to 100
+NO_ERROR_RECORDED = "none recorded (the attempts were stopped, for example out of memory)"
 
 
 def rejection_notice(
@@ -73,6 +74,7 @@ class JobOutcome:
     unfinished_uri: str | None
     batch_errors: Sequence[Mapping[str, Any]] = ()
     batch_count: int = 1
+    not_submitted_from_line: int | None = None  # a submission that gave up part way
 
 
 _HEADLINES = {
@@ -105,6 +107,12 @@ def outcome_notice(job: JobOutcome) -> Notice:
             "",
             "Requests that did not run, ready to submit again:",
             f"  {job.unfinished_uri}",
+        ]
+    if job.not_submitted_from_line:
+        lines += [
+            "",
+            f"Never submitted: the requests from line {job.not_submitted_from_line:,} on "
+            "(batchdrop gave up submitting them; an earlier email said why).",
         ]
     if job.batch_errors:
         lines += ["", "OpenAI reported:"]
@@ -141,6 +149,73 @@ OpenAI's status page can tell whether the Batch API is having a slow day.
         subject=f"batchdrop: {filename} has been {status} for {minutes:,} minutes",
         body=body,
         attributes={"status": "stuck", "endpoint": endpoint},
+    )
+
+
+@dataclass(frozen=True)
+class SubmittedPart:
+    """One planned batch of a file: where its requests start and how many it holds."""
+
+    index: int
+    first_line: int
+    requests: int
+
+
+def abandoned_submission_notice(
+    *,
+    filename: str,
+    source_uri: str,
+    input_prefix: str,
+    planned: Sequence[SubmittedPart],
+    created: Mapping[int, str],
+    attempts: int,
+    hours: int,
+    last_error: str,
+) -> Notice:
+    """The one email when batchdrop stops trying to submit a file: what went, what did not."""
+    missing = [part for part in planned if part.index not in created]
+    if created:
+        sent = sum(part.requests for part in planned if part.index in created)
+        submitted = f"{len(created)} of {len(planned)} batches ({sent:,} requests): " + ", ".join(
+            created[index] for index in sorted(created)
+        )
+        headline = "Part of your file could not be submitted to OpenAI; batchdrop stopped trying."
+        after = (
+            "The batches that were created keep running: their results, and one more email, "
+            "arrive when they end. Do not upload the whole file again, which would pay twice "
+            "for the requests already submitted."
+        )
+    else:
+        submitted = "nothing: no batch was created, so no request ran or was charged"
+        headline = "Your file could not be submitted to OpenAI, so batchdrop stopped trying."
+        after = f"Once the cause is fixed, upload the file again under {input_prefix}."
+    if missing:
+        first = min(part.first_line for part in missing)
+        left = sum(part.requests for part in missing)
+        not_submitted = f"{left:,} requests, from line {first:,} to the end of the file"
+        if created:
+            after += (
+                f" To run the rest, upload a file holding only lines {first:,} onward under "
+                f"{input_prefix} once the cause is fixed."
+            )
+    else:
+        not_submitted = "the whole file (it was never fully checked)"
+    body = f"""\
+{headline}
+
+File:           {source_uri}
+Submitted:      {submitted}
+Not submitted:  {not_submitted}
+Attempts:       {attempts:,} over {hours:,} hours
+Last error:     {last_error or NO_ERROR_RECORDED}
+
+What happens next: {after}
+"""
+    return Notice(
+        subject=f"batchdrop: {filename} could not be "
+        + ("fully submitted" if created else "submitted"),
+        body=body,
+        attributes={"status": "failed"},
     )
 
 

@@ -48,6 +48,10 @@ class Finisher(Protocol):
     def finish(self, job_id: str, time_left: Callable[[], float]) -> str: ...
 
 
+class Resumer(Protocol):
+    def run(self, time_left: Callable[[], float]) -> dict[str, str]: ...
+
+
 @dataclass
 class TickSummary:
     active: int = 0
@@ -57,6 +61,7 @@ class TickSummary:
     deferred: int = 0
     resubmitted: int = 0
     finished_jobs: dict[str, str] = field(default_factory=dict)
+    resumed_submissions: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -67,6 +72,7 @@ class TickSummary:
             "deferred": self.deferred,
             "resubmitted": self.resubmitted,
             "finished_jobs": self.finished_jobs,
+            "resumed_submissions": self.resumed_submissions,
         }
 
 
@@ -79,6 +85,7 @@ class Poller:
         launcher: BatchLauncher,
         outbox: NoticeOutbox,
         finisher: Finisher,
+        resumer: Resumer,
         metrics: Metrics,
         concurrency: int,
         stuck_after_seconds: int,
@@ -88,6 +95,7 @@ class Poller:
         self._launcher = launcher
         self._outbox = outbox
         self._finisher = finisher
+        self._resumer = resumer
         self._metrics = metrics
         self._concurrency = concurrency
         self._stuck_after = stuck_after_seconds
@@ -119,6 +127,8 @@ class Poller:
             result = self._finish_safely(job_id, time_left)
             if result != "not_ready":
                 summary.finished_jobs[job_id] = result
+        # Last: a resumed submission validates and uploads a whole file, the longest work here.
+        summary.resumed_submissions = self._resumer.run(time_left)
         logger.info("tick done", extra=summary.as_dict())
         return summary
 

@@ -58,6 +58,8 @@ def openai_api(settings: Settings) -> OpenAIBatchAPI:
 def poller(settings: Settings, metrics: Metrics) -> Poller:
     from batchdrop.finish import JobFinisher
     from batchdrop.poll import Poller
+    from batchdrop.resume import SubmissionResumer
+    from batchdrop.submit import SUBMIT_LEASE_SECONDS
 
     store = job_store(settings)
     api = openai_api(settings)
@@ -75,12 +77,23 @@ def poller(settings: Settings, metrics: Metrics) -> Poller:
         resubmit_unfinished=settings.resubmit_unfinished,
         workdir=Path(tempfile.gettempdir()),
     )
+    resumer = SubmissionResumer(
+        store=store,
+        submitter=_submitter(settings, metrics, store, objects, api, outbox),
+        outbox=outbox,
+        metrics=metrics,
+        input_prefix=settings.input_prefix,
+        max_resumes=settings.submit_resume_limit,
+        give_up_after_seconds=settings.submit_give_up_hours * 3600,
+        lease_seconds=SUBMIT_LEASE_SECONDS,
+    )
     return Poller(
         store=store,
         api=api,
         launcher=launcher,
         outbox=outbox,
         finisher=finisher,
+        resumer=resumer,
         metrics=metrics,
         concurrency=settings.poll_concurrency,
         stuck_after_seconds=settings.stuck_after_minutes * 60,
@@ -88,15 +101,34 @@ def poller(settings: Settings, metrics: Metrics) -> Poller:
 
 
 def submitter(settings: Settings, metrics: Metrics) -> Submitter:
+    store = job_store(settings)
+    return _submitter(
+        settings,
+        metrics,
+        store,
+        S3Objects(aws.client("s3")),
+        openai_api(settings),
+        notice_outbox(settings, store),
+    )
+
+
+def _submitter(
+    settings: Settings,
+    metrics: Metrics,
+    store: JobStore,
+    objects: S3Objects,
+    api: OpenAIBatchAPI,
+    outbox: NoticeOutbox,
+) -> Submitter:
+    """The submit function's use case; the poller holds one too, to resume submissions."""
     from batchdrop.submit import Submitter
 
-    store = job_store(settings)
     return Submitter(
         input_prefix=settings.input_prefix,
-        objects=S3Objects(aws.client("s3")),
+        objects=objects,
         store=store,
-        api=openai_api(settings),
-        outbox=notice_outbox(settings, store),
+        api=api,
+        outbox=outbox,
         metrics=metrics,
         retry=retry_policy,
     )

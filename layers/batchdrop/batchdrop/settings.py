@@ -24,6 +24,8 @@ class Settings:
     poll_concurrency: int = 16
     stuck_after_minutes: int = 120
     resubmit_unfinished: bool = False
+    submit_resume_limit: int = 8
+    submit_give_up_hours: int = 24
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -40,6 +42,8 @@ class Settings:
             poll_concurrency=_positive_int(env, "POLL_CONCURRENCY", 16),
             stuck_after_minutes=_positive_int(env, "STUCK_AFTER_MINUTES", 120),
             resubmit_unfinished=_boolean(env, "RESUBMIT_UNFINISHED", default=False),
+            submit_resume_limit=_positive_int(env, "SUBMIT_RESUME_LIMIT", 8),
+            submit_give_up_hours=_positive_int(env, "SUBMIT_GIVE_UP_HOURS", 24),
         )
 
 

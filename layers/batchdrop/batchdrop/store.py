@@ -2,7 +2,9 @@
 
 One item per job (sk "JOB") and one per OpenAI batch (sk "BATCH#0000"). A batch item carries
 active_pk/active_sk only while the batch is unfinished, which keeps the ActiveIndex sparse: the
-poller's one Query costs what the active batches cost, never what the history costs.
+poller's one Query costs what the active batches cost, never what the history costs. A job sits
+in the same index, under its own partition, only while it is being submitted, so the poller can
+find a submission whose attempt died and resume it.
 Every write that changes state is conditional, so overlapping invocations cannot regress a record.
 """
 
@@ -20,6 +22,7 @@ from botocore.exceptions import ClientError
 Item = dict[str, Any]
 ACTIVE_INDEX = "ActiveIndex"
 ACTIVE_PARTITION = "ACTIVE"  # one partition suffices: the index only ever holds live batches
+SUBMITTING_PARTITION = "SUBMITTING"  # jobs whose submission has not ended yet
 
 
 def job_key(job_id: str) -> dict[str, str]:
@@ -43,10 +46,13 @@ class JobStore:
     # --- jobs ----------------------------------------------------------------------------------
 
     def create_job(self, job_id: str, fields: Mapping[str, Any]) -> bool:
-        """Create the job record; False when it already exists (a duplicate delivery)."""
+        """Create the job record, in the index of submissions the poller watches; False when it
+        already exists (a duplicate delivery)."""
         now = self._now()
         item = {**job_key(job_id), "job_id": job_id, "created_at": now, "updated_at": now}
         item.update(fields)
+        if item.get("status") == "submitting":
+            item |= {"active_pk": SUBMITTING_PARTITION, "active_sk": f"{now:012d}#{job_id}"}
         try:
             self._table.put_item(
                 Item=_to_dynamo(item), ConditionExpression="attribute_not_exists(pk)"
@@ -69,8 +75,12 @@ class JobStore:
         expected_status: str | set[str] | None = None,
         finished: bool = False,
     ) -> None:
-        """Apply `changes` if the job is still in `expected_status`; finished jobs get a TTL."""
+        """Apply `changes` if the job is still in `expected_status`; finished jobs get a TTL.
+        A job whose submission ends (any status but "submitting") leaves the index of
+        submissions the poller watches."""
         changes = {**changes, "updated_at": self._now()}
+        if changes.get("status", "submitting") != "submitting":
+            changes |= {"active_pk": None, "active_sk": None, "lease_until": None}
         if finished:
             changes["expires_at"] = self._now() + self._retention_seconds
         condition = Attr("pk").exists()
@@ -78,6 +88,35 @@ class JobStore:
             allowed = {expected_status} if isinstance(expected_status, str) else expected_status
             condition = condition & Attr("status").is_in(sorted(allowed))
         self._update(job_key(job_id), changes, condition)
+
+    # --- the submission lease: one live submitter per job, and a resume when it dies ---------
+
+    def take_submit_lease(self, job_id: str, lease_seconds: int, *, resume: bool) -> Item | None:
+        """Take a submitting job's lease once its holder has let it go or died, returning the
+        job as it now is; None while another holds it or the job is no longer submitting.
+        `resume` counts the take as one of the poller's resumptions."""
+        now = self._now()
+        changes: dict[str, Any] = {"lease_until": now + lease_seconds}
+        lapsed = Attr("lease_until").not_exists() | Attr("lease_until").lte(now)
+        condition = Attr("status").eq("submitting") & lapsed
+        try:
+            return self._update(
+                job_key(job_id), changes, condition, increment="resumes" if resume else None
+            )
+        except StaleRecordError:
+            return None
+
+    def release_submit_lease(self, job_id: str, held_until: int, retry_at: int, error: str) -> None:
+        """A failed attempt gives its lease back, to be taken again from `retry_at`, and leaves
+        its error for the record and the give-up email."""
+        changes = {"lease_until": retry_at, "last_error": error[:500]}
+        still_ours = Attr("status").eq("submitting") & Attr("lease_until").eq(held_until)
+        with suppress(StaleRecordError):  # taken over, or the job ended meanwhile
+            self._update(job_key(job_id), changes, still_ours)
+
+    def submitting_jobs(self) -> Iterator[Item]:
+        """Every job whose submission has not ended, oldest first."""
+        yield from self._query_index(SUBMITTING_PARTITION)
 
     # --- notices (an outbox: claim, publish, mark sent) -----------------------------------------
 
@@ -223,9 +262,14 @@ class JobStore:
 
     def active_batches(self) -> Iterator[Item]:
         """Every unfinished batch: one paginated Query on the sparse index, never a Scan."""
+        yield from self._query_index(ACTIVE_PARTITION)
+
+    # --- internals -----------------------------------------------------------------------------
+
+    def _query_index(self, partition: str) -> Iterator[Item]:
         kwargs: dict[str, Any] = {
             "IndexName": ACTIVE_INDEX,
-            "KeyConditionExpression": Key("active_pk").eq(ACTIVE_PARTITION),
+            "KeyConditionExpression": Key("active_pk").eq(partition),
         }
         while True:
             response = self._table.query(**kwargs)
@@ -235,8 +279,6 @@ class JobStore:
                 return
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
-    # --- internals -----------------------------------------------------------------------------
-
     def _update(
         self,
         key: Mapping[str, str],
@@ -244,7 +286,9 @@ class JobStore:
         condition: Any,
         *,
         bump_version: bool = False,
-    ) -> None:
+        increment: str | None = None,
+    ) -> Item:
+        """A conditional update; returns the record as it is after it."""
         names: dict[str, str] = {}
         values: dict[str, Any] = {}
         sets: list[str] = []
@@ -262,6 +306,11 @@ class JobStore:
             values[":one"] = 1
             values[":zero"] = 0
             sets.append("#version = if_not_exists(#version, :zero) + :one")
+        if increment:
+            names["#count"] = increment
+            values[":one"] = 1
+            values[":zero"] = 0
+            sets.append("#count = if_not_exists(#count, :zero) + :one")
         expression = ""
         if sets:
             expression += "SET " + ", ".join(sets)
@@ -272,15 +321,18 @@ class JobStore:
             "UpdateExpression": expression.strip(),
             "ExpressionAttributeNames": names,
             "ConditionExpression": condition,
+            "ReturnValues": "ALL_NEW",
         }
         if values:
             request["ExpressionAttributeValues"] = values
         try:
-            self._table.update_item(**request)
+            response = self._table.update_item(**request)
         except ClientError as exc:
             if _is_conditional_failure(exc):
                 raise StaleRecordError(f"{key['pk']} {key['sk']} changed underneath us") from exc
             raise
+        updated: Item = from_dynamo(response.get("Attributes", {}))
+        return updated
 
     def _now(self) -> int:
         return int(self._clock())

@@ -2,14 +2,19 @@
 
 The steps are ordered so that a crash anywhere leaves a record a retry can resume from:
 claim the job, validate the whole file (nothing is paid for yet; a file that can go as it is
-uploads meanwhile, see `early_upload`), then per batch part: upload the file and record its id,
-create the batch (its metadata carries a token) and record the batch.
+uploads meanwhile, see `early_upload`), record the plan, then per batch part: upload the file
+and record its id, create the batch (its metadata carries a token) and record the batch.
 A retry reuses recorded files and adopts a batch created just before a crash, found by its token.
+
+One attempt works on a job at a time, under a lease longer than the function's timeout. A failed
+attempt gives the lease back; a killed one cannot, so its lease lapses and the poller resumes the
+job (`resume`), the same way, from the same records.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -29,6 +34,10 @@ from batchdrop.validation import MAX_UPLOAD_PART_BYTES, Part, ValidationReport, 
 
 logger = Logger(service=SERVICE, child=True)
 
+# Longer than the submit function's 900 s timeout, so a live attempt is never overtaken; an
+# attempt that was killed is resumed by the poller once it lapses.
+SUBMIT_LEASE_SECONDS = 20 * 60
+
 
 class NoticePendingError(RuntimeError):
     """The refusal is recorded but its email is not known to be out; Lambda retries."""
@@ -37,7 +46,7 @@ class NoticePendingError(RuntimeError):
 @dataclass(frozen=True)
 class SubmitOutcome:
     job_id: str
-    status: str  # "submitted", "rejected" or "duplicate"
+    status: str  # "submitted", "rejected", "duplicate" or "in_progress"
     job_status: str
     batch_ids: list[str] = field(default_factory=list)
     request_count: int = 0
@@ -68,10 +77,13 @@ class Submitter:
         self._limits = validation_limits or {}
 
     def submit(self, source: SourceObject) -> SubmitOutcome:
+        """Submit a delivered object: claim its job, or take over one an earlier attempt left."""
         job_id = source.job_id
         logger.append_keys(job_id=job_id, key=source.key)
-        claimed = self._store.create_job(job_id, _source_fields(source))
-        job = {} if claimed else self._store.get_job(job_id) or {}
+        held_until = self._store.now() + SUBMIT_LEASE_SECONDS
+        if self._store.create_job(job_id, _source_fields(source, held_until)):
+            return self._attempt(source, held_until, fresh=True, retry_at=self._store.now())
+        job = self._store.get_job(job_id) or {}
         status = job.get("status", JobStatus.SUBMITTING)
         if status == JobStatus.REJECTED:
             # A crash may have come between recording the refusal and emailing it.
@@ -79,14 +91,73 @@ class Submitter:
         if status != JobStatus.SUBMITTING:
             logger.info("duplicate delivery of an object already handled", extra={"status": status})
             return SubmitOutcome(job_id, "duplicate", str(status), _batch_ids(self._store, job_id))
-        if not claimed:
-            logger.info("resuming a submission an earlier attempt left unfinished")
+        taken = self._store.take_submit_lease(job_id, SUBMIT_LEASE_SECONDS, resume=False)
+        if taken is None:
+            return self._left_to_lease_holder(job_id)
+        logger.info("resuming a submission an earlier attempt left unfinished")
+        return self._attempt(
+            source, int(taken["lease_until"]), fresh=False, retry_at=self._store.now()
+        )
 
+    def resume(self, job: Mapping[str, Any], *, retry_at: int) -> SubmitOutcome:
+        """Carry on with a submission whose lease the caller (the poller) has just taken, from
+        what its records say; a failure lets the lease be taken again from `retry_at`."""
+        source = SourceObject(
+            bucket=job["source_bucket"],
+            key=job["source_key"],
+            size=int(job["source_size"]),
+            etag=job["source_etag"],
+            sequencer=job.get("source_sequencer", ""),
+            version_id=job.get("source_version"),
+        )
+        logger.append_keys(job_id=job["job_id"], key=source.key)
+        return self._attempt(
+            source, int(job["lease_until"]), fresh=False, retry_at=retry_at, job_id=job["job_id"]
+        )
+
+    def in_progress(self, source: SourceObject) -> SubmitOutcome | None:
+        """What to report for a delivery that finds another attempt at work on the same object:
+        its job, when the record exists to guarantee an end (the lease holder, or the poller
+        once the lease lapses, takes it there); None when nothing is recorded yet."""
+        job = self._store.get_job(source.job_id)
+        if job is None:
+            return None
+        if job.get("status") == JobStatus.SUBMITTING:
+            return self._left_to_lease_holder(source.job_id)
+        return SubmitOutcome(source.job_id, "duplicate", str(job.get("status")))
+
+    def _left_to_lease_holder(self, job_id: str) -> SubmitOutcome:
+        logger.info(
+            "another attempt holds this submission; it, or the poller once its lease lapses, "
+            "takes the job to its end"
+        )
+        self._metrics.add_metric("SubmissionsLeftToLeaseHolder", MetricUnit.Count, 1)
+        return SubmitOutcome(job_id, "in_progress", JobStatus.SUBMITTING)
+
+    def _attempt(
+        self,
+        source: SourceObject,
+        held_until: int,
+        *,
+        fresh: bool,
+        retry_at: int,
+        job_id: str | None = None,
+    ) -> SubmitOutcome:
+        """One attempt under the lease. A failure gives the lease back with its error; a killed
+        process gives nothing back, and the poller takes over once the lease lapses."""
+        job_id = job_id or source.job_id
+        try:
+            return self._submit_claimed(source, job_id, fresh=fresh)
+        except Exception as error:
+            self._store.release_submit_lease(job_id, held_until, retry_at, _describe(error))
+            raise
+
+    def _submit_claimed(self, source: SourceObject, job_id: str, *, fresh: bool) -> SubmitOutcome:
         refusal = _refusal_before_reading(source)
         if refusal is not None:
             return self._reject(source, job_id, refusal)
         # A resumed submission may have a file recorded already: only a fresh one starts early.
-        early = self._start_early_upload(source) if claimed else None
+        early = self._start_early_upload(source) if fresh else None
         try:
             report = validate_stream(
                 self._objects.open(source.bucket, source.key, source.version_id),
@@ -122,6 +193,7 @@ class Submitter:
         early_file_id: str | None,
     ) -> SubmitOutcome:
         assert report.endpoint is not None  # a valid report always names one
+        self._store.update_job(job_id, _plan_fields(report), expected_status=JobStatus.SUBMITTING)
         recorded = {item["index"]: item for item in self._store.batches(job_id)}
         batch_ids: list[str] = []
         for part in report.parts:
@@ -150,21 +222,9 @@ class Submitter:
             self._metrics.add_metric("BatchesSubmitted", MetricUnit.Count, 1)
         self._store.update_job(
             job_id,
-            {
-                "status": JobStatus.ACTIVE,
-                "endpoint": report.endpoint,
-                "model": report.model,
-                "request_count": report.request_count,
-                "batch_count": len(report.parts),
-                "bytes": report.raw_bytes,
-                "submitted_at": self._store.now(),
-            },
+            {"status": JobStatus.ACTIVE, "submitted_at": self._store.now()},
             expected_status=JobStatus.SUBMITTING,
         )
-        if (self._store.get_job(job_id) or {}).get("cancel_requested"):
-            # Cancelled while it was being submitted: its batches must carry the request too.
-            for part in report.parts:
-                self._store.update_batch(job_id, part.index, {"cancel_requested": True})
         self._metrics.add_metric("RequestsSubmitted", MetricUnit.Count, report.request_count)
         logger.info("job submitted", extra={"batches": batch_ids})
         return SubmitOutcome(job_id, "submitted", JobStatus.ACTIVE, batch_ids, report.request_count)
@@ -239,6 +299,22 @@ class Submitter:
             raise NoticePendingError(f"the rejection email of job {job_id} is not sent yet")
 
 
+def _plan_fields(report: ValidationReport) -> dict[str, Any]:
+    """The plan, recorded before any batch: a resumption, or the email of one that gives up,
+    can tell what was meant to be submitted."""
+    return {
+        "endpoint": report.endpoint,
+        "model": report.model,
+        "request_count": report.request_count,
+        "batch_count": len(report.parts),
+        "bytes": report.raw_bytes,
+        "planned_parts": [
+            {"index": part.index, "first_line": part.first_line, "requests": part.line_count}
+            for part in report.parts
+        ],
+    }
+
+
 def _refusal_before_reading(source: SourceObject) -> dict[str, Any] | None:
     """Objects refused on their name or size alone, with the reason in report form."""
     if source.key.endswith("/"):
@@ -257,16 +333,23 @@ def _refusal_before_reading(source: SourceObject) -> dict[str, Any] | None:
     }
 
 
-def _source_fields(source: SourceObject) -> dict[str, Any]:
+def _source_fields(source: SourceObject, lease_until: int) -> dict[str, Any]:
     return {
         "status": JobStatus.SUBMITTING,
+        "lease_until": lease_until,
         "source_bucket": source.bucket,
         "source_key": source.key,
         "source_version": source.version_id,
         "source_etag": source.etag,
         "source_size": source.size,
+        "source_sequencer": source.sequencer,
         "filename": source.filename,
     }
+
+
+def _describe(error: Exception) -> str:
+    """An attempt's error as the record keeps it: OpenAI's words arrive with the key redacted."""
+    return f"{type(error).__name__}: {error}"
 
 
 def _source_uri(source: SourceObject) -> str:
