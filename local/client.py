@@ -236,16 +236,16 @@ class BatchdropClient:
                 raise UserError(f"job {job_id} is still {view.status}; try again later")
             time.sleep(interval)
 
-    def cancel(self, job_id: str, *, settle_timeout: float = 60.0) -> JobView:
-        """Record the request; the poll function cancels the batches on OpenAI at its next tick."""
+    def cancel(self, job_id: str) -> JobView:
+        """Record the request; the poll function cancels the batches on OpenAI at its next tick,
+        including any a submission still under way creates after this."""
         view = self.job(job_id)
-        deadline = time.monotonic() + settle_timeout
-        while view.status == "submitting" and time.monotonic() < deadline:
-            time.sleep(0.25)  # its batches are being created; each must carry the request
-            view = self.job(job_id)
         if view.finished:
             raise UserError(f"job {job_id} already ended ({view.status})")
+        # The job first, then every batch it has now: a batch recorded after this listing reads
+        # the job's flag as it is recorded (JobStore.record_batch), so none escapes the cancel.
         self._store.update_job(job_id, {"cancel_requested": True})
+        view = self.job(job_id)
         for batch in view.batches:
             self._store.update_batch(job_id, batch.index, {"cancel_requested": True})
         return self.job(job_id)

@@ -195,7 +195,8 @@ class JobStore:
             raise
 
     def record_batch(self, job_id: str, index: int, batch: Mapping[str, Any]) -> None:
-        """The batch exists on OpenAI: record it and put it on the active index."""
+        """The batch exists on OpenAI: record it and put it on the active index, carrying its
+        job's cancel request if there is one."""
         changes = {
             "batch_id": batch["id"],
             "status": batch["status"],
@@ -206,6 +207,11 @@ class JobStore:
         self._update(
             batch_key(job_id, index), changes, Attr("batch_id").not_exists(), bump_version=True
         )
+        # Cancel is a fact about the job: a batch recorded after its job was cancelled carries
+        # the request too. `batchdrop cancel` flags the job first and then lists its batches, so
+        # every batch is flagged by one side or the other.
+        if (self.get_job(job_id) or {}).get("cancel_requested"):
+            self.update_batch(job_id, index, {"cancel_requested": True})
 
     def update_batch(
         self,
