@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from batchdrop.settings import ConfigurationError, Settings
@@ -40,3 +42,73 @@ def test_a_missing_variable_is_named(name: str) -> None:
 def test_a_malformed_variable_fails_loudly(name: str, value: str, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         Settings.from_env({**BASE, name: value})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://api.openai.com/v1",
+        "https://proxy.example.com:8443/openai/v1/",
+        "http://127.0.0.1:8080/v1",
+        "http://127.255.0.9/v1",
+        "http://localhost:8080/v1",
+        "http://[::1]:8080/v1",
+    ],
+)
+def test_an_https_or_loopback_base_url_is_accepted(url: str) -> None:
+    settings = Settings.from_env({**BASE, "OPENAI_BASE_URL": url})
+    assert settings.openai_base_url == url.rstrip("/")
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://api.example.com/v1", "must use https: http would send the API key in clear"),
+        ("http://128.0.0.1/v1", "must use https"),
+        ("http://127.0.0.1.example.com/v1", "must use https"),
+        ("http://[::2]/v1", "must use https"),
+        ("ftp://api.example.com/v1", "must be an https:// URL"),
+        ("api.openai.com/v1", "must be an https:// URL"),
+        ("https:///v1", "has no host"),
+        ("https://:443/v1", "has no host"),
+        ("https://api.example.com:99999/v1", "has an invalid port"),
+    ],
+)
+def test_an_unsafe_base_url_is_refused_at_cold_start(url: str, reason: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"OPENAI_BASE_URL {re.escape(reason)}"):
+        Settings.from_env({**BASE, "OPENAI_BASE_URL": url})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://user:s3cret-pw@api.example.com/v1",
+        "http://s3cret-pw@127.0.0.1:8080/v1",
+        "https://s3cret-pw:@api.example.com/v1?key=s3cret-pw",
+    ],
+)
+def test_a_base_url_with_credentials_is_refused_without_echoing_them(url: str) -> None:
+    with pytest.raises(
+        ConfigurationError, match="OPENAI_BASE_URL must not carry credentials"
+    ) as err:
+        Settings.from_env({**BASE, "OPENAI_BASE_URL": url})
+    assert "s3cret-pw" not in str(err.value)
+    assert "***@" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "prefix", ["results/", "reports/", "results/x/", "reports/2024/", "results/requests/"]
+)
+def test_an_input_prefix_over_batchdrops_output_is_refused(prefix: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"INPUT_PREFIX .* overlaps .*paid for"):
+        Settings.from_env({**BASE, "INPUT_PREFIX": prefix})
+
+
+def test_an_input_prefix_without_a_trailing_slash_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="INPUT_PREFIX must end with '/'"):
+        Settings.from_env({**BASE, "INPUT_PREFIX": "requests"})
+
+
+@pytest.mark.parametrize("prefix", ["requests/", "inbox/batches/", "Results/", "results-in/"])
+def test_an_input_prefix_apart_from_the_output_is_accepted(prefix: str) -> None:
+    assert Settings.from_env({**BASE, "INPUT_PREFIX": prefix}).input_prefix == prefix

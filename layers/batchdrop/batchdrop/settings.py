@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import SplitResult, urlsplit, urlunsplit
+
+# Where batchdrop writes (model.results_prefix, model.report_key). An input prefix that overlaps
+# one of them would make batchdrop submit its own output: every unfinished.jsonl, paid for again.
+OUTPUT_PREFIXES = ("results/", "reports/")
 
 
 class ConfigurationError(RuntimeError):
@@ -32,10 +38,10 @@ class Settings:
         env = os.environ if env is None else env
         return cls(
             bucket=_required(env, "BUCKET_NAME"),
-            input_prefix=_required(env, "INPUT_PREFIX"),
+            input_prefix=_input_prefix(env),
             table_name=_required(env, "TABLE_NAME"),
             topic_arn=_required(env, "TOPIC_ARN"),
-            openai_base_url=_required(env, "OPENAI_BASE_URL").rstrip("/"),
+            openai_base_url=_openai_base_url(env),
             api_key_secret=_required(env, "OPENAI_API_KEY_SECRET"),
             record_retention_days=_positive_int(env, "RECORD_RETENTION_DAYS", 90),
             idempotency_table_name=env.get("IDEMPOTENCY_TABLE_NAME") or None,
@@ -52,6 +58,75 @@ def _required(env: Mapping[str, str], name: str) -> str:
     if not value:
         raise ConfigurationError(f"environment variable {name} is not set")
     return value
+
+
+def _input_prefix(env: Mapping[str, str]) -> str:
+    """The template refuses these values at deploy time; this catches the local stack and hand
+    edits. The prefix must end in "/" because S3 filters match plain prefixes ("requests" would
+    also take "requests-old/"), and it must not overlap where batchdrop writes its output."""
+    prefix = _required(env, "INPUT_PREFIX")
+    if not prefix.endswith("/"):
+        raise ConfigurationError(f"INPUT_PREFIX must end with '/', got {prefix!r}")
+    for output in OUTPUT_PREFIXES:
+        if prefix.startswith(output) or output.startswith(prefix):
+            raise ConfigurationError(
+                f"INPUT_PREFIX {prefix!r} overlaps {output!r}, where batchdrop writes results and "
+                "unfinished.jsonl: each would be submitted, and paid for, again"
+            )
+    return prefix
+
+
+def _openai_base_url(env: Mapping[str, str]) -> str:
+    """The API key travels in every request's Authorization header, so the URL must be https;
+    plain http is allowed only to a loopback host, where the key never leaves the machine (the
+    local stack's simulator). The message shows the URL redacted: it may hold credentials."""
+    raw = _required(env, "OPENAI_BASE_URL")
+    parts = urlsplit(raw)
+    problem = _url_problem(parts)
+    if problem:
+        raise ConfigurationError(f"OPENAI_BASE_URL {problem}, got {_redacted(parts)!r}")
+    return raw.rstrip("/")
+
+
+def _url_problem(parts: SplitResult) -> str | None:
+    """Why this URL is refused, or None. Parsed, not pattern-matched: urlsplit finds the host
+    the HTTP client will connect to, and ipaddress knows every spelling of loopback."""
+    if "@" in parts.netloc:
+        return "must not carry credentials (user:password@); the API key belongs in the secret"
+    if parts.scheme not in {"https", "http"}:
+        return "must be an https:// URL"
+    host = parts.hostname
+    if not host:
+        return "has no host"
+    try:
+        _ = parts.port  # raises for a port that is not a number from 0 to 65535
+    except ValueError:
+        return "has an invalid port"
+    if parts.scheme == "http" and not _is_loopback(host):
+        return (
+            "must use https: http would send the API key in clear "
+            "(http is allowed only for a loopback host: 127.0.0.0/8, localhost, [::1])"
+        )
+    return None
+
+
+def _is_loopback(host: str) -> bool:
+    """Loopback by address, not by spelling: ipaddress knows 127.0.0.0/8 and ::1 in every form."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _redacted(parts: SplitResult) -> str:
+    """The URL as an error message may show it: userinfo and query can hold secrets, so neither
+    is echoed; the host and path are what the reader needs to find the mistake."""
+    host = parts.netloc.rpartition("@")[2]
+    netloc = f"***@{host}" if "@" in parts.netloc else host
+    query = "***" if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
