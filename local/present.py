@@ -48,7 +48,8 @@ def job_details(view: JobView) -> str:
         lines.append(f"results:  {record['results_key']}")
     if view.status == "submitting" and record.get("last_error"):
         # The poll function resumes it by itself; the error says what to fix meanwhile.
-        lines.append(f"last error: {record['last_error']} (resumed {record.get('resumes', 0)}×)")
+        resumed = f"resumed {record.get('resumes', 0)} times"
+        lines.append(f"last error: {record['last_error']} ({resumed})")
     if record.get("not_submitted_parts"):
         lines.append(f"not submitted: lines {record['not_submitted_from_line']:,} onward")
     history = [(int(record["created_at"]), "job", "received")]

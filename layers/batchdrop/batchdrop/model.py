@@ -48,15 +48,21 @@ class SourceObject:
         return PurePosixPath(self.key).name or "requests.jsonl"
 
 
+# Where batchdrop writes; an input prefix may overlap neither, or its outputs would be submitted.
+REPORTS_PREFIX = "reports/"
+RESULTS_PREFIX = "results/"
+OUTPUT_PREFIXES = (RESULTS_PREFIX, REPORTS_PREFIX)
+
+
 def relative_key(key: str, input_prefix: str) -> str:
     """The key below the input prefix, used to place reports and results next to the input."""
     return key[len(input_prefix) :] if key.startswith(input_prefix) else key
 
 
 def report_key(key: str, input_prefix: str) -> str:
-    return f"reports/{relative_key(key, input_prefix)}.report.json"
+    return f"{REPORTS_PREFIX}{relative_key(key, input_prefix)}.report.json"
 
 
 def results_prefix(key: str, input_prefix: str) -> str:
     stem = relative_key(key, input_prefix).removesuffix(".jsonl")
-    return f"results/{stem}/"
+    return f"{RESULTS_PREFIX}{stem}/"

@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
-# Where batchdrop writes (model.results_prefix, model.report_key). An input prefix that overlaps
-# one of them would make batchdrop submit its own output: every unfinished.jsonl, paid for again.
-OUTPUT_PREFIXES = ("results/", "reports/")
+# An input prefix that overlaps where batchdrop writes would make it submit its own output:
+# every unfinished.jsonl, paid for again.
+from batchdrop.model import OUTPUT_PREFIXES
 
 
 class ConfigurationError(RuntimeError):
