@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from batchdrop.messages import JobOutcome, outcome_notice, rejection_notice, stuck_notice
-from batchdrop.notifier import SUBJECT_LIMIT, fit_subject
+from batchdrop.messages import (
+    JobOutcome,
+    SubmittedPart,
+    abandoned_submission_notice,
+    outcome_notice,
+    rejection_notice,
+    stuck_notice,
+)
+from batchdrop.notifier import SUBJECT_LIMIT, Notice, fit_subject
 
 
 def outcome(**changes: object) -> JobOutcome:
@@ -98,3 +105,47 @@ def test_a_stuck_warning_says_polling_goes_on() -> None:
     assert notice.subject == "batchdrop: x.jsonl has been finalizing for 180 minutes"
     assert "keeps polling" in notice.body
     assert notice.attributes["status"] == "stuck"
+
+
+PLAN = [SubmittedPart(0, 1, 50_000), SubmittedPart(1, 50_001, 50_000), SubmittedPart(2, 100_001, 7)]
+
+
+def abandoned(**changes: object) -> Notice:
+    fields: dict[str, object] = {
+        "filename": "big.jsonl",
+        "source_uri": "s3://b/requests/big.jsonl",
+        "input_prefix": "requests/",
+        "planned": PLAN,
+        "created": {0: "batch_a"},
+        "attempts": 8,
+        "hours": 9,
+        "last_error": "OpenAIError: OpenAI API error 429 (insufficient_quota): no money",
+    }
+    fields.update(changes)
+    return abandoned_submission_notice(**fields)  # type: ignore[arg-type]
+
+
+def test_a_submission_given_up_part_way_says_what_went_and_never_to_upload_it_all_again() -> None:
+    notice = abandoned()
+
+    assert notice.subject == "batchdrop: big.jsonl could not be fully submitted"
+    assert "1 of 3 batches (50,000 requests): batch_a" in notice.body
+    assert "50,007 requests, from line 50,001 to the end of the file" in notice.body
+    assert "Do not upload the whole file again" in notice.body
+    assert "only lines 50,001 onward under requests/" in notice.body
+    assert "insufficient_quota" in notice.body
+
+
+def test_a_submission_given_up_before_any_batch_says_nothing_ran() -> None:
+    notice = abandoned(created={}, last_error="")
+
+    assert notice.subject == "batchdrop: big.jsonl could not be submitted"
+    assert "no batch was created, so no request ran or was charged" in notice.body
+    assert "upload the file again under requests/" in notice.body
+    assert "none recorded (the attempts were stopped" in notice.body
+
+
+def test_a_submission_given_up_before_it_was_checked_names_the_whole_file() -> None:
+    notice = abandoned(planned=[], created={})
+
+    assert "Not submitted:  the whole file" in notice.body
