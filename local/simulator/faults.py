@@ -8,7 +8,8 @@ HANG_CAP_SECONDS), then resets it: the client sees its own read timeout.
 `lands_late=True` (with a 5xx, "drop" or "hang") makes the failure a lie, as a real server's can
 be: the failure is delivered first, and only then is the call performed, for real. The fault's
 `landed` event is set once it has been, so a test can order "the client gave up" before "the
-call took effect" without any timing luck.
+call took effect" without any timing luck. With `held=True` as well, the late call waits for
+`fault.release()` (or HANG_CAP_SECONDS) before it lands, so the test decides the moment.
 """
 
 from __future__ import annotations
@@ -34,10 +35,12 @@ class Fault:
     retry_after: float = 0.0
     delay: float = 0.0
     lands_late: bool = False
+    held: bool = False
     # Set each time a late call has been performed; `landed_status` is what it answered (to
     # nobody: the client had already been given the failure).
     landed: threading.Event = field(default_factory=threading.Event, compare=False)
     landed_status: int | None = None
+    released: threading.Event = field(default_factory=threading.Event, compare=False)
 
     def matches(self, route: str) -> bool:
         return self.route == ANY_ROUTE or self.route == route
@@ -45,6 +48,14 @@ class Fault:
     @property
     def hang_seconds(self) -> float:
         return self.delay if self.delay > 0 else HANG_CAP_SECONDS
+
+    def release(self) -> None:
+        """Let a held late call land."""
+        self.released.set()
+
+    def wait_until_released(self) -> None:
+        if self.held:
+            self.released.wait(HANG_CAP_SECONDS)
 
     def record_landing(self, status: int) -> None:
         self.landed_status = status
@@ -67,6 +78,7 @@ class FaultPlan:
         delay: float = 0.0,
         *,
         lands_late: bool = False,
+        held: bool = False,
     ) -> Fault:
         """Script a fault for the next `times` calls of `route`; returned so a test can wait on
         its `landed` event."""
@@ -78,7 +90,9 @@ class FaultPlan:
             raise ValueError('route must look like "GET /v1/batches/{batch_id}" or be "*"')
         if lands_late and kind not in LANDS_LATE_KINDS:
             raise ValueError(f"only {LANDS_LATE_KINDS} can land late, not {kind!r}")
-        fault = Fault(route, kind, times, float(retry_after), float(delay), lands_late)
+        if held and not lands_late:
+            raise ValueError("only a call that lands late can be held")
+        fault = Fault(route, kind, times, float(retry_after), float(delay), lands_late, held)
         with self._lock:
             self._faults.append(fault)
         return fault

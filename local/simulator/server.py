@@ -181,14 +181,21 @@ class SimulatorApp:
         start_response: Callable[..., Any],
         perform: Callable[[], Response],
     ) -> Iterable[bytes]:
-        """Deliver the fault's failure; then, if it lands late, perform the call for real."""
+        """Deliver the fault's failure; then, if it lands late, perform the call for real. The
+        call lands on a thread of its own, so a held one keeps no connection busy."""
 
-        def land() -> None:
+        def perform_late() -> None:
             try:
-                if fault.lands_late:
-                    fault.record_landing(perform().status_code)
+                fault.wait_until_released()
+                fault.record_landing(perform().status_code)
             finally:
                 request.discard_spooled()
+
+        def land() -> None:
+            if not fault.lands_late:
+                request.discard_spooled()
+                return
+            threading.Thread(target=perform_late, name="late-landing", daemon=True).start()
 
         read_whole_request(request)
         method, template = request.method, self._match(request)[0]  # as the log names calls

@@ -97,3 +97,17 @@ def test_only_failures_that_may_have_taken_effect_can_land_late(
 ) -> None:
     with pytest.raises(ValueError, match="land late"):
         sim.faults.inject("POST /v1/batches", kind=kind, lands_late=True)
+
+
+def test_a_held_late_call_lands_only_once_released(sim: BatchSimulator, client: OpenAI) -> None:
+    file_id = upload(client, jsonl([chat_line("a")])).id
+    fault = sim.faults.inject("POST /v1/batches", kind="500", lands_late=True, held=True)
+
+    with pytest.raises(openai.InternalServerError):
+        create(client, file_id)
+    listed_while_held = [batch.id for batch in client.batches.list()]
+    fault.release()
+
+    assert listed_while_held == []
+    assert fault.landed.wait(LANDING_WAIT)
+    assert len(sim.batches) == 1
