@@ -71,13 +71,19 @@ def openai_sim() -> Iterator[BatchSimulator]:
 
 
 class SleepRecorder:
-    """Stands in for time.sleep in retry policies: records the waits instead of waiting."""
+    """Stands in for time.sleep in retry policies: records the waits instead of waiting.
+
+    A test may set `hook` to make a wait stand for something happening meanwhile (say, a late
+    call landing on the simulator once a wait is long enough for it)."""
 
     def __init__(self) -> None:
         self.waits: list[float] = []
+        self.hook: Callable[[float], None] | None = None
 
     def __call__(self, seconds: float) -> None:
         self.waits.append(seconds)
+        if self.hook is not None:
+            self.hook(seconds)
 
 
 @pytest.fixture

@@ -1,14 +1,30 @@
-"""Scripted transport faults and the record of every call the server answered."""
+"""Scripted transport faults and the record of every call the server answered.
+
+Kinds: "429" and "500"/"502"/"503" answer with that error; "drop" resets the connection with no
+answer; "latency" sleeps `delay` seconds and then serves the call; "hang" reads the request and
+then answers nothing until the client closes the connection (at most `delay` seconds, or
+HANG_CAP_SECONDS), then resets it: the client sees its own read timeout.
+
+`lands_late=True` (with a 5xx, "drop" or "hang") makes the failure a lie, as a real server's can
+be: the failure is delivered first, and only then is the call performed, for real. The fault's
+`landed` event is set once it has been, so a test can order "the client gave up" before "the
+call took effect" without any timing luck. With `held=True` as well, the late call waits for
+`fault.release()` (or HANG_CAP_SECONDS) before it lands, so the test decides the moment.
+"""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import overload
 
-FAULT_KINDS = ("429", "500", "502", "503", "drop", "latency")
+FAULT_KINDS = ("429", "500", "502", "503", "drop", "latency", "hang")
+# Failures after which the call may still have taken effect (a 429 says it did not).
+LANDS_LATE_KINDS = ("500", "502", "503", "drop", "hang")
 ANY_ROUTE = "*"
+# How long a "hang" waits for the client to give up when no `delay` is given.
+HANG_CAP_SECONDS = 30.0
 
 
 @dataclass
@@ -18,9 +34,32 @@ class Fault:
     remaining: int
     retry_after: float = 0.0
     delay: float = 0.0
+    lands_late: bool = False
+    held: bool = False
+    # Set each time a late call has been performed; `landed_status` is what it answered (to
+    # nobody: the client had already been given the failure).
+    landed: threading.Event = field(default_factory=threading.Event, compare=False)
+    landed_status: int | None = None
+    released: threading.Event = field(default_factory=threading.Event, compare=False)
 
     def matches(self, route: str) -> bool:
         return self.route == ANY_ROUTE or self.route == route
+
+    @property
+    def hang_seconds(self) -> float:
+        return self.delay if self.delay > 0 else HANG_CAP_SECONDS
+
+    def release(self) -> None:
+        """Let a held late call land."""
+        self.released.set()
+
+    def wait_until_released(self) -> None:
+        if self.held:
+            self.released.wait(HANG_CAP_SECONDS)
+
+    def record_landing(self, status: int) -> None:
+        self.landed_status = status
+        self.landed.set()
 
 
 class FaultPlan:
@@ -37,15 +76,26 @@ class FaultPlan:
         times: int = 1,
         retry_after: float = 0,
         delay: float = 0.0,
-    ) -> None:
+        *,
+        lands_late: bool = False,
+        held: bool = False,
+    ) -> Fault:
+        """Script a fault for the next `times` calls of `route`; returned so a test can wait on
+        its `landed` event."""
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; expected one of {FAULT_KINDS}")
         if times < 1:
             raise ValueError("times must be at least 1")
         if route != ANY_ROUTE and len(route.split(" ")) != 2:
             raise ValueError('route must look like "GET /v1/batches/{batch_id}" or be "*"')
+        if lands_late and kind not in LANDS_LATE_KINDS:
+            raise ValueError(f"only {LANDS_LATE_KINDS} can land late, not {kind!r}")
+        if held and not lands_late:
+            raise ValueError("only a call that lands late can be held")
+        fault = Fault(route, kind, times, float(retry_after), float(delay), lands_late, held)
         with self._lock:
-            self._faults.append(Fault(route, kind, times, float(retry_after), float(delay)))
+            self._faults.append(fault)
+        return fault
 
     def take(self, route: str) -> Fault | None:
         """Consume one use of the oldest fault matching this route, if any."""

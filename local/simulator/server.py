@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import io
 import json
@@ -11,6 +12,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +20,10 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Response
+from werkzeug.wsgi import ClosingIterator
 
 from . import errors
-from .faults import CallLog, FaultPlan
+from .faults import CallLog, Fault, FaultPlan
 from .handlers import Handlers
 from .multipart import SpoolingRequest
 
@@ -62,14 +65,44 @@ class DropConnection(Exception):
     """A scripted fault asks for the connection to be reset instead of answered."""
 
 
-def drop_connection(environ: dict[str, Any]) -> None:
+class FailFirst(Exception):
+    """A scripted fault delivers its failure before (if it lands late) the call is performed."""
+
+    def __init__(self, fault: Fault) -> None:
+        super().__init__(fault.kind)
+        self.fault = fault
+
+
+def reset_connection(environ: dict[str, Any]) -> None:
     """Reset the TCP connection so the client sees no response at all."""
     sock = environ.get("werkzeug.socket")
     if isinstance(sock, socket.socket):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         sock.shutdown(socket.SHUT_RDWR)
+
+
+def drop_connection(environ: dict[str, Any]) -> None:
+    reset_connection(environ)
     # A ConnectionError is how werkzeug's handler learns the connection is gone.
     raise ConnectionAbortedError("simulated connection drop")
+
+
+def wait_for_client_close(environ: dict[str, Any], cap: float) -> None:
+    """Block until the client closes its end (a peek sees EOF), or `cap` seconds pass. The
+    request has been read in full, so the client has nothing more to send while it waits."""
+    sock = environ.get("werkzeug.socket")
+    if not isinstance(sock, socket.socket):
+        return
+    sock.settimeout(cap)
+    # EOF, a reset, or the cap: either way the client is no longer listening for an answer.
+    with contextlib.suppress(OSError):
+        sock.recv(1, socket.MSG_PEEK)
+
+
+def read_whole_request(request: SpoolingRequest) -> None:
+    """Take in the body now, so the call can still be performed once the connection is gone."""
+    request.files  # noqa: B018 - parses (and spools) a multipart body
+    request.get_data(cache=True)  # any other body
 
 
 class RateLimitedStream(io.RawIOBase):
@@ -127,12 +160,57 @@ class SimulatorApp:
         except DropConnection:
             # Logged before the reset, so a client that has seen the drop also sees it logged.
             self.calls.append((method, template, 0))
+            request.discard_spooled()
             drop_connection(environ)
             raise
-        finally:
+        except FailFirst as failing:
+            perform = partial(self._perform, request, method, template, name, params)
+            return self._fail_first(failing.fault, request, environ, start_response, perform)
+        except BaseException:
             request.discard_spooled()
+            raise
+        request.discard_spooled()
         self.calls.append((method, template, response.status_code))
         return response(environ, start_response)
+
+    def _fail_first(
+        self,
+        fault: Fault,
+        request: SpoolingRequest,
+        environ: dict[str, Any],
+        start_response: Callable[..., Any],
+        perform: Callable[[], Response],
+    ) -> Iterable[bytes]:
+        """Deliver the fault's failure; then, if it lands late, perform the call for real. The
+        call lands on a thread of its own, so a held one keeps no connection busy."""
+
+        def perform_late() -> None:
+            try:
+                fault.wait_until_released()
+                fault.record_landing(perform().status_code)
+            finally:
+                request.discard_spooled()
+
+        def land() -> None:
+            if not fault.lands_late:
+                request.discard_spooled()
+                return
+            threading.Thread(target=perform_late, name="late-landing", daemon=True).start()
+
+        read_whole_request(request)
+        method, template = request.method, self._match(request)[0]  # as the log names calls
+        if fault.kind in {"drop", "hang"}:
+            if fault.kind == "hang":
+                wait_for_client_close(environ, fault.hang_seconds)
+            self.calls.append((method, template, 0))
+            reset_connection(environ)
+            land()
+            raise ConnectionAbortedError(f"simulated {fault.kind}")
+        failure = errors.server_error(int(fault.kind))
+        self.calls.append((method, template, failure.status))
+        answered = json_response(failure.status, failure.body(), failure.headers)
+        # werkzeug calls close() once the answer is written: only then does the call land.
+        return ClosingIterator(answered(environ, start_response), [land])
 
     def _match(self, request: SpoolingRequest) -> tuple[str, str | None, dict[str, Any]]:
         try:
@@ -152,14 +230,26 @@ class SimulatorApp:
     ) -> Response:
         try:
             self._apply_faults(f"{method} {template}")
+        except errors.ApiError as failure:
+            return json_response(failure.status, failure.body(), failure.headers)
+        return self._perform(request, method, template, name, params)
+
+    def _perform(
+        self,
+        request: SpoolingRequest,
+        method: str,
+        template: str,
+        name: str | None,
+        params: dict[str, Any],
+    ) -> Response:
+        """The call itself, past any fault: authenticated, routed, and answered."""
+        try:
             self._authenticate(request)
             if name is None:
                 raise errors.invalid_url(method, request.path)
             result = getattr(self.handlers, name)(request, **params)
         except errors.ApiError as failure:
             return json_response(failure.status, failure.body(), failure.headers)
-        except DropConnection:
-            raise
         except Exception:
             log.exception("simulator handler failed: %s %s", method, template)
             crash = errors.server_error(500)
@@ -175,6 +265,8 @@ class SimulatorApp:
         fault = self.faults.take(route)
         if fault is None:
             return
+        if fault.lands_late or fault.kind == "hang":
+            raise FailFirst(fault)
         if fault.kind == "drop":
             raise DropConnection
         if fault.kind == "latency":

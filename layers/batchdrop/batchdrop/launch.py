@@ -23,6 +23,15 @@ logger = Logger(service=SERVICE, child=True)
 WRITE_BUFFER_BYTES = 1024 * 1024  # lines are sent in ~1 MiB writes, not one syscall each
 ADOPTION_WINDOW_SECONDS = 600  # how long before its record a matching batch may have been made
 METADATA_VALUE_LIMIT = 512  # OpenAI's limit per metadata value
+# After a create whose outcome is unknown, the looks for its token wait these multiples of the
+# read timeout. The first lets a create the client gave up on land: OpenAI has had it for one
+# timeout already and now gets as long again. The second lets a listing that lags behind a
+# create catch up. Only after both miss is the batch created again.
+SETTLE_FRACTIONS = (1.0, 0.5)
+# Creates with an unknown outcome in one call, at most. Each costs up to a connect and read
+# timeout plus the settle (about 2.5 x 120 s), so three fit in one 15-minute invocation; after the
+# third, the caller's own recovery (a Lambda retry, the poll's launch lease) looks later.
+AMBIGUOUS_CREATES_MAX = 3
 
 
 @dataclass(frozen=True)
@@ -37,6 +46,7 @@ class BatchLauncher:
         self._objects = objects
         self._api = api
         self._retry = retry
+        self._settle = settle_delays(api.read_timeout)
 
     def upload(
         self,
@@ -100,25 +110,49 @@ class BatchLauncher:
     ) -> dict[str, Any]:
         """Create the batch, or adopt the one an interrupted attempt created (found by the
         `submission_token` in its metadata). `look_first` when an earlier attempt may have
-        got as far as creating it."""
+        got as far as creating it. A create that failed in a way that may have taken effect
+        is looked for only after it has had time to land (see SETTLE_FRACTIONS)."""
         token = metadata["submission_token"]
+        if look_first and (adopted := self.find(token, recorded_at)) is not None:
+            logger.info("adopted a batch created before an interruption")
+            return adopted
+        unknown = 0
         for attempt in range(self._retry.attempts):
-            if look_first or attempt > 0:
-                adopted = self.find(token, recorded_at)
-                if adopted is not None:
-                    logger.info("adopted a batch created before an interruption")
-                    return adopted
             try:
                 return self._api.create_batch(file_id, endpoint, metadata)
             except OpenAIError as error:
-                if not error.retryable or attempt == self._retry.attempts - 1:
+                unknown += error.ambiguous
+                last = attempt == self._retry.attempts - 1 or unknown >= AMBIGUOUS_CREATES_MAX
+                if not error.retryable or last:
                     raise
-                logger.warning(
-                    "batch create failed; will look for it before retrying",
-                    extra={"status": error.status, "code": error.code},
-                )
-                self._retry.sleep(self._retry.delay(attempt, None))
+                if not error.ambiguous:
+                    # Refused outright (a 429 that outlasted the adapter's retries): not created.
+                    self._retry.sleep(self._retry.delay(attempt, None))
+                    continue
+                if (adopted := self._settle_and_look(token, recorded_at, error)) is not None:
+                    return adopted
         raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
+
+    def _settle_and_look(
+        self, token: str, recorded_at: int, error: OpenAIError
+    ) -> dict[str, Any] | None:
+        """Wait out the create's own timeout, then look for its token, more than once: looking
+        at once could miss a create OpenAI is still working on, and pay for a second batch."""
+        logger.warning(
+            "batch create outcome unknown; will look for it once it has had time to land",
+            extra={"status": error.status, "code": error.code, "settle_seconds": self._settle},
+        )
+        for look, delay in enumerate(self._settle, start=1):
+            self._retry.sleep(delay)
+            adopted = self.find(token, recorded_at)
+            if adopted is not None:
+                logger.info(
+                    "adopted the batch of a create that had failed",
+                    extra={"batch_id": adopted["id"], "look": look},
+                )
+                return adopted
+        logger.warning("no batch carries the token; creating it again", extra={"looks": look})
+        return None
 
     def find(self, token: str, recorded_at: int) -> dict[str, Any] | None:
         """The batch whose metadata carries `token`, made no earlier than shortly before
@@ -157,6 +191,11 @@ class BatchLauncher:
             self._api.cancel_upload(upload_id)
         except OpenAIError:
             logger.warning("could not cancel an abandoned upload", extra={"upload_id": upload_id})
+
+
+def settle_delays(read_timeout: float) -> list[float]:
+    """The waits before each look for a create with an unknown outcome (SETTLE_FRACTIONS)."""
+    return [read_timeout * fraction for fraction in SETTLE_FRACTIONS]
 
 
 def batch_metadata(job_id: str, index: int, source_key: str, token: str) -> dict[str, str]:

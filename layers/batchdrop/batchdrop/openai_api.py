@@ -83,6 +83,12 @@ class OpenAIBatchAPI:
         self._timeout = timeout
         self._session = session or _pooled_session(pool_size)
 
+    @property
+    def read_timeout(self) -> float:
+        """Seconds a request may wait for its answer before the client gives up on it; OpenAI
+        may still act on it after that."""
+        return self._timeout[1]
+
     # --- files ---------------------------------------------------------------------------------
 
     def upload_file(self, filename: str, size: int, body: BodyFactory) -> JSON:

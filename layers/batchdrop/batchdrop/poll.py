@@ -17,6 +17,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from batchdrop import SERVICE
+from batchdrop.duplicate_batches import DuplicateBatchSweeper
 from batchdrop.launch import BatchLauncher, batch_metadata
 from batchdrop.messages import stuck_notice
 from batchdrop.model import TERMINAL_BATCH_STATUSES
@@ -83,6 +84,7 @@ class Poller:
         store: JobStore,
         api: OpenAIBatchAPI,
         launcher: BatchLauncher,
+        duplicates: DuplicateBatchSweeper,
         outbox: NoticeOutbox,
         finisher: Finisher,
         resumer: Resumer,
@@ -93,6 +95,7 @@ class Poller:
         self._store = store
         self._api = api
         self._launcher = launcher
+        self._duplicates = duplicates
         self._outbox = outbox
         self._finisher = finisher
         self._resumer = resumer
@@ -105,6 +108,7 @@ class Poller:
         items = list(self._store.active_batches())
         summary.active = len(items)
         self._metrics.add_metric("PollTickActive", MetricUnit.Count, len(items))
+        self._duplicates.sweep_safely(items, time_left)
         # A job is handed to the finisher only once every one of its batches is final.
         ready = {item["job_id"]: True for item in items}
         with ThreadPoolExecutor(max_workers=self._concurrency) as pool:

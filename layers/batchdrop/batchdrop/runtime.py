@@ -56,6 +56,7 @@ def openai_api(settings: Settings) -> OpenAIBatchAPI:
 
 
 def poller(settings: Settings, metrics: Metrics) -> Poller:
+    from batchdrop.duplicate_batches import DuplicateBatchSweeper
     from batchdrop.finish import JobFinisher
     from batchdrop.poll import Poller
     from batchdrop.resume import SubmissionResumer
@@ -91,6 +92,7 @@ def poller(settings: Settings, metrics: Metrics) -> Poller:
         store=store,
         api=api,
         launcher=launcher,
+        duplicates=DuplicateBatchSweeper(api=api, store=store, metrics=metrics),
         outbox=outbox,
         finisher=finisher,
         resumer=resumer,

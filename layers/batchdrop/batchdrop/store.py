@@ -263,6 +263,17 @@ class JobStore:
                 Attr("pk").exists(),
             )
 
+    def note_duplicates_cancelled(self, job_id: str, index: int, batch_ids: list[str]) -> None:
+        """Add to the part's list of duplicate batches cancelled. Additive and unversioned: it
+        touches no field the poller writes, so neither write can undo or block the other."""
+        self._table.update_item(
+            Key=batch_key(job_id, index),
+            UpdateExpression="SET #dups = list_append(if_not_exists(#dups, :none), :ids)",
+            ConditionExpression=Attr("pk").exists(),
+            ExpressionAttributeNames={"#dups": "duplicates_cancelled"},
+            ExpressionAttributeValues={":ids": list(batch_ids), ":none": []},
+        )
+
     def now(self) -> int:
         return self._now()
 

@@ -1,0 +1,107 @@
+"""The safety net behind exactly-once creates: batches that share a submission token.
+
+The launcher waits for an ambiguous create to land before it creates again, but a listing can lag
+longer than any wait, and a crashed submit can be retried before its last create landed. Each
+such race leaves two batches with one token, both billed. Once per tick this lists recent batches
+and cancels every batchdrop batch whose token is carried by the batch recorded on its part.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from batchdrop import SERVICE
+from batchdrop.model import TERMINAL_BATCH_STATUSES
+from batchdrop.openai_api import OpenAIBatchAPI, OpenAIError
+from batchdrop.store import JobStore
+
+logger = Logger(service=SERVICE, child=True)
+
+# How much older than its recorded batch a duplicate may be: a launch spans at most a few
+# invocations (submit's two Lambda retries; the poll's 20-minute launch lease and one more run).
+DUPLICATE_LOOKBACK_SECONDS = 60 * 60
+# A tick with less time than this left skips the sweep; the next tick sweeps instead.
+SWEEP_RESERVE_SECONDS = 60.0
+_BATCHDROP_KEYS = frozenset({"batchdrop_job", "batchdrop_part", "submission_token"})
+_LEFT_ALONE = TERMINAL_BATCH_STATUSES | {"cancelling"}
+
+
+class DuplicateBatchSweeper:
+    """Finds and cancels duplicate batches: one listing per tick, bounded by the oldest active
+    batch, and one consistent read of a job's parts only when that job has a duplicate."""
+
+    def __init__(self, *, api: OpenAIBatchAPI, store: JobStore, metrics: Metrics) -> None:
+        self._api = api
+        self._store = store
+        self._metrics = metrics
+
+    def sweep_safely(self, items: list[dict[str, Any]], time_left: Callable[[], float]) -> int:
+        """Sweep; a failure is logged and counted and never stops the tick."""
+        if time_left() < SWEEP_RESERVE_SECONDS:
+            return 0
+        try:
+            return self.sweep(items)
+        except Exception:
+            logger.exception("the duplicate-batch sweep failed; the next tick sweeps again")
+            self._metrics.add_metric("DuplicateSweepFailed", MetricUnit.Count, 1)
+            return 0
+
+    def sweep(self, items: list[dict[str, Any]]) -> int:
+        """Cancel the duplicates of the active items' batches; how many were cancelled."""
+        created = [int(item["openai"]["created_at"]) for item in items if _has_batch(item)]
+        if not created:
+            return 0  # nothing recorded, so nothing a duplicate could be told apart from
+        horizon = min(created) - DUPLICATE_LOOKBACK_SECONDS
+        return sum(self._resolve(group) for group in self._shared_tokens(horizon))
+
+    def _shared_tokens(self, horizon: int) -> Iterable[list[dict[str, Any]]]:
+        """batchdrop's batches made since `horizon`, grouped by a token two or more carry."""
+        by_token: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for batch in self._api.list_batches():
+            if batch["created_at"] < horizon:
+                break  # newest first: everything further back predates every active batch
+            metadata = batch.get("metadata") or {}
+            if metadata.keys() >= _BATCHDROP_KEYS and metadata["batchdrop_part"].isdigit():
+                by_token[metadata["submission_token"]].append(batch)
+        return [group for group in by_token.values() if len(group) > 1]
+
+    def _resolve(self, group: list[dict[str, Any]]) -> int:
+        """Keep the batch its part records (or has in its history); cancel the rest."""
+        job_id = group[0]["metadata"]["batchdrop_job"]
+        index = int(group[0]["metadata"]["batchdrop_part"])
+        part = next((p for p in self._store.batches(job_id) if int(p["index"]) == index), {})
+        known = {part.get("batch_id"), *part.get("previous_batch_ids", [])}
+        ids = [batch["id"] for batch in group]
+        if not known.intersection(ids):
+            # Not recorded yet: its launch is still deciding which batch to keep.
+            logger.info("batches share a token no part records yet", extra={"batch_ids": ids})
+            return 0
+        extra = [b["id"] for b in group if b["id"] not in known and b["status"] not in _LEFT_ALONE]
+        cancelled = [batch_id for batch_id in extra if self._cancel(batch_id)]
+        if cancelled:
+            self._store.note_duplicates_cancelled(job_id, index, cancelled)
+            self._metrics.add_metric("DuplicateBatchesCancelled", MetricUnit.Count, len(cancelled))
+            logger.warning(
+                "cancelled duplicate batches",
+                extra={"job_id": job_id, "part": index, "kept": part.get("batch_id"),
+                       "cancelled": cancelled},
+            )  # fmt: skip
+        return len(cancelled)
+
+    def _cancel(self, batch_id: str) -> bool:
+        try:
+            self._api.cancel_batch(batch_id)
+        except OpenAIError:
+            logger.exception("could not cancel a duplicate batch", extra={"batch_id": batch_id})
+            self._metrics.add_metric("DuplicateSweepFailed", MetricUnit.Count, 1)
+            return False
+        return True
+
+
+def _has_batch(item: dict[str, Any]) -> bool:
+    return "batch_id" in item and "created_at" in (item.get("openai") or {})
