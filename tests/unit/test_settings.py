@@ -40,3 +40,25 @@ def test_a_missing_variable_is_named(name: str) -> None:
 def test_a_malformed_variable_fails_loudly(name: str, value: str, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         Settings.from_env({**BASE, name: value})
+
+
+def test_the_per_file_caps_default_to_what_the_finish_path_can_merge() -> None:
+    settings = Settings.from_env(BASE)
+    assert settings.max_file_bytes == 1024**3
+    assert settings.max_file_requests == 1_000_000
+    parsed = Settings.from_env({**BASE, "MAX_FILE_BYTES": "5000", "MAX_FILE_REQUESTS": "60000"})
+    assert (parsed.max_file_bytes, parsed.max_file_requests) == (5000, 60_000)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("MAX_FILE_BYTES", "0", "at least 1"),
+        ("MAX_FILE_BYTES", "1GB", "whole number"),
+        # Below one batch's 50,000 requests a file over the cap could be uploaded early.
+        ("MAX_FILE_REQUESTS", "49999", "at least 50,000"),
+    ],
+)
+def test_a_cap_out_of_range_fails_at_cold_start(name: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        Settings.from_env({**BASE, name: value})

@@ -99,4 +99,8 @@ def submitter(settings: Settings, metrics: Metrics) -> Submitter:
         outbox=notice_outbox(settings, store),
         metrics=metrics,
         retry=retry_policy,
+        validation_limits={
+            "max_file_bytes": settings.max_file_bytes,
+            "max_file_requests": settings.max_file_requests,
+        },
     )

@@ -6,6 +6,12 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from batchdrop.validation import MAX_REQUESTS_PER_BATCH
+
+# The per-file caps' defaults: template.yaml (MaxFileBytes, MaxFileRequests) says why.
+DEFAULT_MAX_FILE_BYTES = 1024**3
+DEFAULT_MAX_FILE_REQUESTS = 1_000_000
+
 
 class ConfigurationError(RuntimeError):
     """The deployment is missing or mangling a setting; raised at cold start, not mid-request."""
@@ -24,6 +30,8 @@ class Settings:
     poll_concurrency: int = 16
     stuck_after_minutes: int = 120
     resubmit_unfinished: bool = False
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    max_file_requests: int = DEFAULT_MAX_FILE_REQUESTS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -40,6 +48,12 @@ class Settings:
             poll_concurrency=_positive_int(env, "POLL_CONCURRENCY", 16),
             stuck_after_minutes=_positive_int(env, "STUCK_AFTER_MINUTES", 120),
             resubmit_unfinished=_boolean(env, "RESUBMIT_UNFINISHED", default=False),
+            max_file_bytes=_positive_int(env, "MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES),
+            # At or above one batch's requests, a file over the cap is never uploaded early: its
+            # early upload is abandoned when a second batch begins, at the latest at the cap.
+            max_file_requests=_positive_int(
+                env, "MAX_FILE_REQUESTS", DEFAULT_MAX_FILE_REQUESTS, minimum=MAX_REQUESTS_PER_BATCH
+            ),
         )
 
 
@@ -50,7 +64,7 @@ def _required(env: Mapping[str, str], name: str) -> str:
     return value
 
 
-def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+def _positive_int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -58,8 +72,8 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise ConfigurationError(f"{name} must be a whole number, got {raw!r}") from None
-    if value < 1:
-        raise ConfigurationError(f"{name} must be at least 1, got {value}")
+    if value < minimum:
+        raise ConfigurationError(f"{name} must be at least {minimum:,}, got {value}")
     return value
 
 

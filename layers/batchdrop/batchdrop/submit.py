@@ -25,7 +25,13 @@ from batchdrop.notices import NoticeOutbox
 from batchdrop.openai_api import OpenAIBatchAPI, RetryPolicy
 from batchdrop.s3io import S3Objects
 from batchdrop.store import JobStore
-from batchdrop.validation import MAX_UPLOAD_PART_BYTES, Part, ValidationReport, validate_stream
+from batchdrop.validation import (
+    MAX_UPLOAD_PART_BYTES,
+    Part,
+    ValidationReport,
+    file_too_large,
+    validate_stream,
+)
 
 logger = Logger(service=SERVICE, child=True)
 
@@ -82,7 +88,7 @@ class Submitter:
         if not claimed:
             logger.info("resuming a submission an earlier attempt left unfinished")
 
-        refusal = _refusal_before_reading(source)
+        refusal = _refusal_before_reading(source, self._limits.get("max_file_bytes"))
         if refusal is not None:
             return self._reject(source, job_id, refusal)
         # A resumed submission may have a file recorded already: only a fresh one starts early.
@@ -239,12 +245,16 @@ class Submitter:
             raise NoticePendingError(f"the rejection email of job {job_id} is not sent yet")
 
 
-def _refusal_before_reading(source: SourceObject) -> dict[str, Any] | None:
+def _refusal_before_reading(
+    source: SourceObject, max_file_bytes: int | None
+) -> dict[str, Any] | None:
     """Objects refused on their name or size alone, with the reason in report form."""
     if source.key.endswith("/"):
         code, message = "folder_marker", "this is a folder marker, not a request file"
     elif source.size == 0:
         code, message = "empty_file", "line 1: the file is empty; it must hold at least one request"
+    elif max_file_bytes is not None and source.size > max_file_bytes:
+        code, message = "file_too_large", f"line 1: {file_too_large(source.size, max_file_bytes)}"
     else:
         return None
     return {
