@@ -49,6 +49,7 @@ class Plan:
     import_runs: int = 7
     repeats: int = 2  # runs of each side of a ratio, alternating; the best of each counts
     cost_lines: int = 1_000
+    validation_requests: tuple[int, ...] = (100_000, 1_000_000, 3_000_000)
     quick: bool = False
     label: str = "full"
 
@@ -69,6 +70,7 @@ class Plan:
             import_runs=3,
             repeats=1,
             cost_lines=100,
+            validation_requests=(10_000, 50_000, 100_000),
             quick=True,
             label="quick",
         )

@@ -2,6 +2,7 @@
 
 python -m benchmarks                  # everything, as `make bench` does
 python -m benchmarks --only poll      # one section (the report keeps the others' last run)
+python -m benchmarks --only validation  # validation's peak RSS at 100k, 1M and 3M requests
 python -m benchmarks --quick          # small sizes: a smoke run of the benchmarks themselves
 python -m benchmarks.report           # rewrite the report from the last results
 """
@@ -19,7 +20,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import cold_start, cost_model, poll_fanout, report, results, submit_stream
+from benchmarks import (
+    cold_start,
+    cost_model,
+    poll_fanout,
+    report,
+    results,
+    submit_stream,
+    validation_memory,
+)
 from benchmarks.common import Plan
 from benchmarks.machine import machine_facts
 from benchmarks.services import ROOT, Services
@@ -34,6 +43,7 @@ SECTIONS: dict[str, Section] = {
     "results": results.run,
     "cold_start": cold_start.run,
     "cost": cost_model.run,
+    "validation": validation_memory.run,
 }
 
 

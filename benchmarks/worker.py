@@ -25,6 +25,8 @@ TASKS = {
     "results.stream": "benchmarks.results:stream_task",
     "results.stream_raw": "benchmarks.results:stream_raw_task",
     "cost.lifecycle": "benchmarks.cost_model:lifecycle_task",
+    "validation.stream": "benchmarks.validation_memory:stream_task",
+    "validation.dict": "benchmarks.validation_memory:dict_task",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import boto3
@@ -157,3 +158,39 @@ def test_faults_at_each_uploads_api_call_still_make_one_batch(
     assert openai_sim.count("POST /v1/uploads/{upload_id}/complete") == 1
     (batch_id,) = outcome.batch_ids
     assert openai_sim.file_bytes(openai_sim.batches[batch_id]["input_file_id"]) == body
+
+
+def embedding_inputs(line: bytes) -> int:
+    """OpenAI's count: a string is one input, an array of strings one per element."""
+    value = json.loads(line)["body"]["input"]
+    return len(value) if isinstance(value, list) else 1
+
+
+def test_fifty_thousand_and_one_embedding_inputs_become_two_batches(
+    load_function: Callable[[str], Function], bucket: str, openai_sim: BatchSimulator
+) -> None:
+    model = "text-embedding-3-small"
+    lines = [
+        {
+            "custom_id": f"req-{n}",
+            "method": "POST",
+            "url": "/v1/embeddings",
+            "body": {"model": model, "input": [f"text {n}.{i}" for i in range(1_000)]},
+        }
+        for n in range(50)
+    ]
+    lines.append({**lines[0], "custom_id": "last", "body": {"model": model, "input": "one more"}})
+    body = jsonl(lines)
+    event = drop(bucket, "requests/embed.jsonl", body)
+
+    result = load_function("SubmitFunction").invoke(event)
+
+    (outcome,) = result["outcomes"]
+    assert outcome["status"] == "submitted"
+    files = [
+        openai_sim.file_bytes(openai_sim.batches[batch_id]["input_file_id"])
+        for batch_id in outcome["batch_ids"]
+    ]
+    inputs = [sum(embedding_inputs(line) for line in f.splitlines()) for f in files]
+    assert inputs == [50_000, 1]
+    assert b"".join(files) == body

@@ -186,3 +186,56 @@ def test_a_rejection_email_that_failed_to_publish_is_sent_by_the_retry(
     function.invoke(event)  # Lambda's retry, a minute later: well inside the claim's lease
 
     assert len(inbox.messages()) == 1
+
+
+def test_a_file_over_the_byte_cap_is_refused_before_it_is_read(
+    load_function: Callable[..., Function],
+    bucket: str,
+    openai_sim: BatchSimulator,
+    inbox: Inbox,
+) -> None:
+    body = b"not even JSON\n" * 10  # read, it would be reported as invalid_json, line by line
+    event = drop(bucket, "requests/huge.jsonl", body)
+
+    result = load_function("SubmitFunction", MAX_FILE_BYTES=str(len(body) - 1)).invoke(event)
+
+    assert result["outcomes"][0]["status"] == "rejected"
+    report = json.loads(
+        boto3.client("s3")
+        .get_object(Bucket=bucket, Key="reports/huge.jsonl.report.json")["Body"]
+        .read()
+    )
+    assert report["counts_by_code"] == {"file_too_large": 1}
+    assert report["problems"][0]["message"] == (
+        f"line 1: the file is {len(body):,} bytes, more than the {len(body) - 1:,} bytes one "
+        "file may hold; split it into several files"
+    )
+    assert openai_sim.count("POST /v1/files") == openai_sim.count("POST /v1/uploads") == 0
+    (email,) = inbox.messages()
+    assert "rejected" in email["subject"]
+    assert "split it into several files" in email["body"]
+
+
+def test_a_file_over_the_request_cap_is_refused_and_nothing_reaches_openai(
+    load_function: Callable[..., Function],
+    bucket: str,
+    openai_sim: BatchSimulator,
+    inbox: Inbox,
+) -> None:
+    event = drop(bucket, "requests/many.jsonl", jsonl(request_lines(50_001)))
+
+    result = load_function("SubmitFunction", MAX_FILE_REQUESTS="50000").invoke(event)
+
+    assert result["outcomes"][0]["status"] == "rejected"
+    report = json.loads(
+        boto3.client("s3")
+        .get_object(Bucket=bucket, Key="reports/many.jsonl.report.json")["Body"]
+        .read()
+    )
+    assert [(p["line"], p["code"]) for p in report["problems"]] == [(50_001, "too_many_requests")]
+    assert report["request_count"] == 50_001
+    # The upload begun alongside validation was abandoned at line 50,001: no file, no batch.
+    assert openai_sim.file_ids() == []
+    assert openai_sim.count("POST /v1/batches") == 0
+    (email,) = inbox.messages()
+    assert "more than 50,000 requests" in email["body"]

@@ -112,3 +112,25 @@ def test_an_input_prefix_without_a_trailing_slash_is_refused() -> None:
 @pytest.mark.parametrize("prefix", ["requests/", "inbox/batches/", "Results/", "results-in/"])
 def test_an_input_prefix_apart_from_the_output_is_accepted(prefix: str) -> None:
     assert Settings.from_env({**BASE, "INPUT_PREFIX": prefix}).input_prefix == prefix
+
+
+def test_the_per_file_caps_default_to_what_the_finish_path_can_merge() -> None:
+    settings = Settings.from_env(BASE)
+    assert settings.max_file_bytes == 1024**3
+    assert settings.max_file_requests == 1_000_000
+    parsed = Settings.from_env({**BASE, "MAX_FILE_BYTES": "5000", "MAX_FILE_REQUESTS": "60000"})
+    assert (parsed.max_file_bytes, parsed.max_file_requests) == (5000, 60_000)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("MAX_FILE_BYTES", "0", "at least 1"),
+        ("MAX_FILE_BYTES", "1GB", "whole number"),
+        # Below one batch's 50,000 requests a file over the cap could be uploaded early.
+        ("MAX_FILE_REQUESTS", "49999", "at least 50,000"),
+    ],
+)
+def test_a_cap_out_of_range_fails_at_cold_start(name: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        Settings.from_env({**BASE, name: value})

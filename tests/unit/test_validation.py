@@ -4,6 +4,8 @@ import io
 import itertools
 import json
 import random
+import tracemalloc
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -438,3 +440,148 @@ def test_verbatim_says_whether_the_raw_parts_are_what_is_uploaded(
         for p in report.parts
     )
     assert (raw == normalised) is verbatim
+
+
+# --- memory that does not grow with the request count, and the per-file caps --------------------
+
+
+def validate_spilling(
+    data: bytes, spill_dir: Path, *, run_bytes: int = 1, read_size: int = 7, **limits: int
+) -> ValidationReport:
+    """validate_stream's loop, the duplicate check spilling every `run_bytes` to `spill_dir`."""
+    with Validator(spill_dir=spill_dir, duplicate_run_bytes=run_bytes, **limits) as validator:
+        stream = io.BytesIO(data)
+        for line in iter_lines(
+            stream, max_line_bytes=validator.max_line_bytes, read_size=read_size
+        ):
+            validator.feed(line)
+        return validator.finish()
+
+
+@pytest.mark.parametrize(("data", "limits", "expected"), CORPUS)
+def test_corpus_reports_the_same_when_custom_ids_spill_to_disk(
+    data: bytes, limits: dict[str, int], expected: list[tuple[int, str]], tmp_path: Path
+) -> None:
+    report = validate_spilling(data, tmp_path, **limits)
+    assert found(report) == expected
+    assert report.problem_count == len(expected)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_duplicates_found_at_the_end_are_listed_in_line_order_among_the_rest(
+    tmp_path: Path,
+) -> None:
+    lines = [b"not json" if n % 3 == 0 else req(f"id-{n % 50}") for n in range(300)]
+    expected: list[tuple[int, str]] = []
+    first: dict[bytes, int] = {}
+    for number, line in enumerate(lines, start=1):
+        if line == b"not json":
+            expected.append((number, "invalid_json"))
+        elif first.setdefault(line, number) != number:
+            expected.append((number, "duplicate_custom_id"))
+    data = jsonl(*lines)
+
+    report = validate_spilling(data, tmp_path, run_bytes=300, read_size=4096)
+
+    assert found(report) == expected[:MAX_LISTED_PROBLEMS]
+    assert report.problem_count == len(expected)
+    assert report.counts_by_code == {
+        "invalid_json": 100,
+        "duplicate_custom_id": len(expected) - 100,
+    }
+    duplicate = next(p for p in report.problems if p.code == "duplicate_custom_id")
+    # Line 53 is n = 52, whose id-2 was first used by n = 2, on line 3.
+    assert duplicate.message == "line 53: custom_id 'id-2' was already used on line 3"
+    assert report == validate_stream(io.BytesIO(data))  # spilled or not, the same report
+
+
+def test_validation_memory_does_not_grow_with_the_request_count(tmp_path: Path) -> None:
+    def peak_bytes(count: int) -> int:
+        data = jsonl(*(req(f"request-{n}", body={"model": "m"}) for n in range(count)))
+        tracemalloc.start()
+        try:
+            report = validate_spilling(data, tmp_path, run_bytes=256 * 1024, read_size=64 * 1024)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert report.ok
+        return peak
+
+    small, large = peak_bytes(10_000), peak_bytes(40_000)
+    # A dict of every custom_id's digest would add ~130 bytes a request: ~4 MB here.
+    assert large - small < 1024 * 1024
+
+
+def test_a_file_over_the_request_cap_is_refused_at_the_first_request_past_it() -> None:
+    report = validate(jsonl(*requests(5)), max_file_requests=3)
+    assert found(report) == [(4, "too_many_requests")]
+    assert report.problems[0].message == (
+        "line 4: the file holds more than 3 requests, the most one file may hold; "
+        "split it into several files"
+    )
+    assert (report.problem_count, report.request_count, report.parts) == (1, 5, ())
+
+
+def test_a_file_at_the_request_cap_is_accepted() -> None:
+    assert validate(jsonl(*requests(3)), max_file_requests=3).ok
+
+
+def test_a_file_over_the_byte_cap_is_refused_as_a_whole() -> None:
+    data = jsonl(*requests(3))
+    assert validate(data, max_file_bytes=len(data)).ok
+    report = validate(data, max_file_bytes=len(data) - 1)
+    assert found(report) == [(1, "file_too_large")]
+    assert report.problems[0].message == (
+        f"line 1: the file is {len(data):,} bytes, more than the {len(data) - 1:,} bytes one "
+        "file may hold; split it into several files"
+    )
+
+
+EMBEDDINGS = "/v1/embeddings"
+
+
+def embed(custom_id: str, inputs: object) -> bytes:
+    return req(custom_id, url=EMBEDDINGS, body={"model": "e", "input": inputs})
+
+
+@pytest.mark.parametrize(
+    ("inputs", "count"),
+    [
+        pytest.param("text", 1, id="a string"),
+        pytest.param(["a", "b", "c"], 3, id="an array of strings"),
+        pytest.param([101, 102, 103], 1, id="one token array"),
+        pytest.param([[101, 102], [103]], 2, id="an array of token arrays"),
+    ],
+)
+def test_embedding_inputs_count_as_openai_counts_them(inputs: object, count: int) -> None:
+    data = jsonl(embed("a", inputs), embed("b", inputs))
+    at_cap = validate(data, max_embedding_inputs=count)
+    assert [part.line_count for part in at_cap.parts] == [1, 1]
+    both_fit = validate(data, max_embedding_inputs=2 * count)
+    assert [part.line_count for part in both_fit.parts] == [2]
+
+
+def test_fifty_thousand_and_one_embedding_inputs_make_two_batches() -> None:
+    lines = [embed(f"r{n}", ["x"] * 1_000) for n in range(50)] + [embed("last", "x")]
+    report = validate_stream(io.BytesIO(jsonl(*lines)))
+    assert report.ok
+    assert [(part.first_line, part.line_count) for part in report.parts] == [(1, 50), (51, 1)]
+
+
+def test_one_request_over_the_input_cap_is_a_problem() -> None:
+    report = validate(jsonl(embed("a", "x"), embed("b", ["x"] * 4)), max_embedding_inputs=3)
+    assert found(report) == [(2, "too_many_inputs")]
+    assert report.problems[0].message == (
+        "line 2: input holds 4 embedding inputs, more than the 3 one batch may hold; "
+        "split it across several requests"
+    )
+
+
+def test_only_embeddings_count_inputs() -> None:
+    lines = [
+        req(f"r{n}", url="/v1/responses", body={"model": "m", "input": ["a", "b"]})
+        for n in range(3)
+    ]
+    report = validate(jsonl(*lines), max_embedding_inputs=1)
+    assert report.ok
+    assert [part.line_count for part in report.parts] == [3]

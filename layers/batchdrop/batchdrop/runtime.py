@@ -133,4 +133,8 @@ def _submitter(
         outbox=outbox,
         metrics=metrics,
         retry=retry_policy,
+        validation_limits={
+            "max_file_bytes": settings.max_file_bytes,
+            "max_file_requests": settings.max_file_requests,
+        },
     )

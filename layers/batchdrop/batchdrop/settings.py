@@ -8,9 +8,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
-# An input prefix that overlaps where batchdrop writes would make it submit its own output:
-# every unfinished.jsonl, paid for again.
 from batchdrop.model import OUTPUT_PREFIXES
+from batchdrop.validation import MAX_REQUESTS_PER_BATCH
+
+# The per-file caps' defaults: template.yaml (MaxFileBytes, MaxFileRequests) says why.
+DEFAULT_MAX_FILE_BYTES = 1024**3
+DEFAULT_MAX_FILE_REQUESTS = 1_000_000
 
 
 class ConfigurationError(RuntimeError):
@@ -32,6 +35,8 @@ class Settings:
     resubmit_unfinished: bool = False
     submit_resume_limit: int = 8
     submit_give_up_hours: int = 24
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    max_file_requests: int = DEFAULT_MAX_FILE_REQUESTS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -50,6 +55,12 @@ class Settings:
             resubmit_unfinished=_boolean(env, "RESUBMIT_UNFINISHED", default=False),
             submit_resume_limit=_positive_int(env, "SUBMIT_RESUME_LIMIT", 8),
             submit_give_up_hours=_positive_int(env, "SUBMIT_GIVE_UP_HOURS", 24),
+            max_file_bytes=_positive_int(env, "MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES),
+            # At or above one batch's requests, a file over the cap is never uploaded early: its
+            # early upload is abandoned when a second batch begins, at the latest at the cap.
+            max_file_requests=_positive_int(
+                env, "MAX_FILE_REQUESTS", DEFAULT_MAX_FILE_REQUESTS, minimum=MAX_REQUESTS_PER_BATCH
+            ),
         )
 
 
@@ -67,6 +78,8 @@ def _input_prefix(env: Mapping[str, str]) -> str:
     prefix = _required(env, "INPUT_PREFIX")
     if not prefix.endswith("/"):
         raise ConfigurationError(f"INPUT_PREFIX must end with '/', got {prefix!r}")
+    # Overlapping where batchdrop writes, it would submit its own output: every
+    # unfinished.jsonl, paid for again.
     for output in OUTPUT_PREFIXES:
         if prefix.startswith(output) or output.startswith(prefix):
             raise ConfigurationError(
@@ -129,7 +142,7 @@ def _redacted(parts: SplitResult) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
-def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+def _positive_int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -137,8 +150,8 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise ConfigurationError(f"{name} must be a whole number, got {raw!r}") from None
-    if value < 1:
-        raise ConfigurationError(f"{name} must be at least 1, got {value}")
+    if value < minimum:
+        raise ConfigurationError(f"{name} must be at least {minimum:,}, got {value}")
     return value
 
 

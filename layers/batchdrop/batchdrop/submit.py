@@ -30,7 +30,13 @@ from batchdrop.notices import NoticeOutbox
 from batchdrop.openai_api import OpenAIBatchAPI, RetryPolicy
 from batchdrop.s3io import S3Objects
 from batchdrop.store import JobStore
-from batchdrop.validation import MAX_UPLOAD_PART_BYTES, Part, ValidationReport, validate_stream
+from batchdrop.validation import (
+    MAX_UPLOAD_PART_BYTES,
+    Part,
+    ValidationReport,
+    file_too_large,
+    validate_stream,
+)
 
 logger = Logger(service=SERVICE, child=True)
 
@@ -153,7 +159,7 @@ class Submitter:
             raise
 
     def _submit_claimed(self, source: SourceObject, job_id: str, *, fresh: bool) -> SubmitOutcome:
-        refusal = _refusal_before_reading(source)
+        refusal = _refusal_before_reading(source, self._limits.get("max_file_bytes"))
         if refusal is not None:
             return self._reject(source, job_id, refusal)
         # A resumed submission may have a file recorded already: only a fresh one starts early.
@@ -315,12 +321,16 @@ def _plan_fields(report: ValidationReport) -> dict[str, Any]:
     }
 
 
-def _refusal_before_reading(source: SourceObject) -> dict[str, Any] | None:
+def _refusal_before_reading(
+    source: SourceObject, max_file_bytes: int | None
+) -> dict[str, Any] | None:
     """Objects refused on their name or size alone, with the reason in report form."""
     if source.key.endswith("/"):
         code, message = "folder_marker", "this is a folder marker, not a request file"
     elif source.size == 0:
         code, message = "empty_file", "line 1: the file is empty; it must hold at least one request"
+    elif max_file_bytes is not None and source.size > max_file_bytes:
+        code, message = "file_too_large", f"line 1: {file_too_large(source.size, max_file_bytes)}"
     else:
         return None
     return {

@@ -7,11 +7,15 @@ line through `normalise_line`, which yields exactly the byte counts the plan dec
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
 from typing import Any
 
+from batchdrop.duplicates import DEFAULT_RUN_BYTES, Duplicate, DuplicateFinder
 from batchdrop.lines import DEFAULT_READ_BYTES, Line, Readable, iter_lines
 
 SUPPORTED_ENDPOINTS = frozenset(
@@ -26,6 +30,9 @@ SUPPORTED_ENDPOINTS = frozenset(
 # OpenAI's limits for one batch input file.
 MAX_REQUESTS_PER_BATCH = 50_000
 MAX_BATCH_BYTES = 200 * 1024 * 1024
+# OpenAI's limit on the inputs of one /v1/embeddings batch, summed over all its requests.
+MAX_EMBEDDING_INPUTS_PER_BATCH = 50_000
+EMBEDDINGS_ENDPOINT = "/v1/embeddings"
 # OpenAI's limit for one part of a multipart (Uploads API) file upload.
 MAX_UPLOAD_PART_BYTES = 64 * 1024 * 1024
 # No model accepts a single request this large, and it caps the memory one line may take.
@@ -41,6 +48,26 @@ def custom_id_digest(custom_id: str) -> bytes:
     """A fixed 16 bytes per custom_id: files may hold millions, of any length."""
     # JSON escapes can produce lone surrogates; surrogatepass keeps them hashable.
     return hashlib.blake2b(custom_id.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+def embedding_input_count(value: object) -> int:
+    """The inputs OpenAI counts in one embeddings request's `input`: a string or a single token
+    array (a list of integers) is one; an array of strings or of token arrays, one per element."""
+    if isinstance(value, list) and value and not _is_token(value[0]):
+        return len(value)
+    return 1
+
+
+def _is_token(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def file_too_large(size: int, max_file_bytes: int) -> str:
+    """The detail of the `file_too_large` problem, found before reading or while reading."""
+    return (
+        f"the file is {size:,} bytes, more than the {max_file_bytes:,} bytes one file may hold; "
+        "split it into several files"
+    )
 
 
 def normalise_line(raw: bytes, *, at_file_start: bool) -> bytes:
@@ -196,6 +223,7 @@ class _OpenPart:
     start: int
     line_count: int = 0
     size: int = 0
+    inputs: int = 0
     chunks: list[Chunk] = field(default_factory=list)
     chunk: _OpenChunk | None = None
 
@@ -208,19 +236,27 @@ class _OpenPart:
 
 
 class _SplitPlanner:
-    """Groups consecutive lines into parts, and each part's lines into upload chunks."""
+    """Groups consecutive lines into parts, and each part's lines into upload chunks.
 
-    def __init__(self, max_requests: int, max_batch_bytes: int, max_chunk_bytes: int) -> None:
+    A part ends before the line that would take it past a batch's requests, bytes or (for
+    embeddings, counted by the caller) inputs."""
+
+    def __init__(
+        self, max_requests: int, max_batch_bytes: int, max_chunk_bytes: int, max_inputs: int
+    ) -> None:
         self._max_requests = max_requests
         self._max_batch_bytes = max_batch_bytes
         self._max_chunk_bytes = max_chunk_bytes
+        self._max_inputs = max_inputs
         self._closed: list[Part] = []
         self._open: _OpenPart | None = None
 
-    def add(self, number: int, offset: int, raw_size: int, size: int) -> None:
+    def add(self, number: int, offset: int, raw_size: int, size: int, inputs: int = 0) -> None:
         part = self._open
         if part and (
-            part.line_count + 1 > self._max_requests or part.size + size > self._max_batch_bytes
+            part.line_count + 1 > self._max_requests
+            or part.size + size > self._max_batch_bytes
+            or part.inputs + inputs > self._max_inputs
         ):
             self._closed.append(part.close())
             part = None
@@ -236,6 +272,7 @@ class _SplitPlanner:
         chunk.size += size
         part.line_count += 1
         part.size += size
+        part.inputs += inputs
 
     @property
     def part_count(self) -> int:
@@ -247,7 +284,13 @@ class _SplitPlanner:
 
 
 class Validator:
-    """Checks lines fed in order, keeping memory flat apart from one digest per custom_id."""
+    """Checks lines fed in order, in memory that does not grow with them: custom_ids for the
+    duplicate check spill to `spill_dir` (see `duplicates`), so those problems are known only
+    at `finish`. Close it (or use it as a context manager) to remove the spill files.
+
+    `max_file_bytes` and `max_file_requests` cap the whole file (None: no cap). Past the request
+    cap the lines are still checked, but no longer for duplicates, so that the spill files stay
+    bounded by the cap as well."""
 
     def __init__(
         self,
@@ -257,6 +300,11 @@ class Validator:
         max_upload_part_bytes: int = MAX_UPLOAD_PART_BYTES,
         max_line_bytes: int = MAX_LINE_BYTES,
         max_listed_problems: int = MAX_LISTED_PROBLEMS,
+        max_embedding_inputs: int = MAX_EMBEDDING_INPUTS_PER_BATCH,
+        max_file_bytes: int | None = None,
+        max_file_requests: int | None = None,
+        spill_dir: Path | None = None,
+        duplicate_run_bytes: int = DEFAULT_RUN_BYTES,
     ) -> None:
         # The longest acceptable line, normalised, must fit in one chunk, or no plan exists.
         if max_requests < 1 or max_line_bytes + 1 > min(max_upload_part_bytes, max_batch_bytes):
@@ -266,11 +314,17 @@ class Validator:
             )
         self.max_line_bytes = max_line_bytes
         self._max_listed = max_listed_problems
-        self._planner = _SplitPlanner(max_requests, max_batch_bytes, max_upload_part_bytes)
+        self._max_inputs = max_embedding_inputs
+        self._max_file_bytes = max_file_bytes
+        self._max_file_requests = max_file_requests
+        self._planner = _SplitPlanner(
+            max_requests, max_batch_bytes, max_upload_part_bytes, max_embedding_inputs
+        )
         self._problems: list[Problem] = []
         self._problem_count = 0
         self._counts: dict[str, int] = {}
-        self._custom_ids: dict[bytes, int] = {}
+        self._duplicates = DuplicateFinder(spill_dir, run_bytes=duplicate_run_bytes)
+        self._found_duplicates: tuple[list[Problem], int] | None = None
         self._line_count = 0
         self._request_count = 0
         self._raw_bytes = 0
@@ -288,7 +342,7 @@ class Validator:
         self._raw_bytes += line.size
         if line.raw is None:
             self._end_blank_run(line.number)
-            self._request_count += 1
+            self._count_request(line.number)
             self._report(
                 line.number,
                 "line_too_long",
@@ -302,11 +356,15 @@ class Validator:
                 self._blank_run_start = line.number
             return
         self._end_blank_run(line.number)
-        self._request_count += 1
+        self._count_request(line.number)
         if len(content) != len(line.raw) or line.size != len(content) + 1:
             self._verbatim = False  # a BOM or "\r" stripped, or a final newline added
-        self._planner.add(line.number, line.offset, line.size, len(content) + 1)
-        self._check_request(line.number, content)
+        request = self._parse(line.number, content)
+        inputs = 0
+        if request is not None:
+            self._check_fields(line.number, request)
+            inputs = self._embedding_inputs(line.number, request)
+        self._planner.add(line.number, line.offset, line.size, len(content) + 1, inputs)
 
     @property
     def one_raw_part_so_far(self) -> bool:
@@ -314,10 +372,28 @@ class Validator:
         return self._problem_count == 0 and self._verbatim and self._planner.part_count <= 1
 
     def finish(self) -> ValidationReport:
-        """Report on everything fed so far; trailing whitespace-only lines are ignored."""
-        problems = list(self._problems)
+        """Report on everything fed so far; trailing whitespace-only lines are ignored.
+
+        The duplicate check ends here: nothing fed afterwards is checked for duplicates."""
+        if self._found_duplicates is None:
+            try:
+                self._found_duplicates = self._listed_duplicates()
+            finally:
+                self._duplicates.close()
+        listed_duplicates, duplicate_count = self._found_duplicates
+        problems = self._problems + listed_duplicates
         counts = dict(self._counts)
-        problem_count = self._problem_count
+        problem_count = self._problem_count + duplicate_count
+        if duplicate_count:
+            counts["duplicate_custom_id"] = duplicate_count
+        if self._max_file_bytes is not None and self._raw_bytes > self._max_file_bytes:
+            problem_count += 1
+            counts["file_too_large"] = 1
+            detail = file_too_large(self._raw_bytes, self._max_file_bytes)
+            problems.append(Problem(1, "file_too_large", f"line 1: {detail}"))
+        # Duplicates are found last but listed in line order, before their line's other problems
+        # (the order in which a line's checks run). The sort is stable.
+        problems.sort(key=lambda p: (p.line, p.code != "duplicate_custom_id"))
         if self._request_count == 0:
             problem_count += 1
             counts["empty_file"] = 1
@@ -336,6 +412,73 @@ class Validator:
             verbatim=self._verbatim,
         )
 
+    def close(self) -> None:
+        """Remove the duplicate check's spill files (`finish` does too)."""
+        self._duplicates.close()
+
+    def __enter__(self) -> Validator:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _listed_duplicates(self) -> tuple[list[Problem], int]:
+        """The duplicates with the lowest lines (as many as are listed), and how many there are.
+        They come in digest order, so only a bounded heap of the lowest lines is kept."""
+        count = 0
+
+        def counted() -> Iterator[Duplicate]:
+            nonlocal count
+            for duplicate in self._duplicates.duplicates():
+                count += 1
+                yield duplicate
+
+        every = counted()
+        lowest = heapq.nsmallest(self._max_listed, every, key=lambda d: d.line)
+        for _ in every:  # nsmallest(0, ...) reads nothing; the rest must be counted too
+            pass
+        problems = [
+            Problem(
+                d.line,
+                "duplicate_custom_id",
+                f"line {d.line}: custom_id {_quote(d.custom_id)} was already used on line "
+                f"{d.first_line}",
+            )
+            for d in lowest
+        ]
+        return problems, count
+
+    def _count_request(self, number: int) -> None:
+        self._request_count += 1
+        if self._max_file_requests is not None and (
+            self._request_count == self._max_file_requests + 1
+        ):
+            self._report(
+                number,
+                "too_many_requests",
+                f"the file holds more than {self._max_file_requests:,} requests, the most one "
+                "file may hold; split it into several files",
+            )
+
+    def _embedding_inputs(self, number: int, request: dict[str, object]) -> int:
+        body = request.get("body")
+        if request.get("url") != EMBEDDINGS_ENDPOINT or not isinstance(body, dict):
+            return 0
+        count = embedding_input_count(body.get("input"))
+        if count > self._max_inputs:
+            self._report(
+                number,
+                "too_many_inputs",
+                f"input holds {count:,} embedding inputs, more than the {self._max_inputs:,} one "
+                "batch may hold; split it across several requests",
+            )
+        return count
+
     def _end_blank_run(self, number: int) -> None:
         if self._blank_run_start is None:
             return
@@ -349,7 +492,8 @@ class Validator:
         if len(self._problems) < self._max_listed:
             self._problems.append(Problem(number, code, f"line {number}: {detail}"))
 
-    def _check_request(self, number: int, content: bytes) -> None:
+    def _parse(self, number: int, content: bytes) -> dict[str, object] | None:
+        """The request as a JSON object, or None once its problem is reported."""
         try:
             text = content.decode("utf-8")
         except UnicodeDecodeError as error:
@@ -360,17 +504,17 @@ class Validator:
                 f"not valid UTF-8 (byte 0x{byte:02x} at position {error.start + 1}); "
                 "save the file as UTF-8",
             )
-            return
+            return None
         try:
             request: object = json.loads(text, parse_constant=_reject_constant)
         except ValueError as error:
             detail = error.msg if isinstance(error, json.JSONDecodeError) else str(error)
             where = f" at column {error.colno}" if isinstance(error, json.JSONDecodeError) else ""
             self._report(number, "invalid_json", f"not valid JSON ({detail}{where})")
-            return
+            return None
         except RecursionError:
             self._report(number, "invalid_json", "not valid JSON (nested too deeply)")
-            return
+            return None
         if not isinstance(request, dict):
             self._report(
                 number,
@@ -378,7 +522,10 @@ class Validator:
                 f"must be a JSON object with custom_id, method, url and body, "
                 f"not a JSON {_json_type(request)}",
             )
-            return
+            return None
+        return request
+
+    def _check_fields(self, number: int, request: dict[str, object]) -> None:
         self._check_custom_id(number, request)
         self._check_method(number, request)
         self._check_url(number, request)
@@ -399,13 +546,11 @@ class Validator:
         if not custom_id:
             self._report(number, "empty_custom_id", "custom_id is empty")
             return
-        first = self._custom_ids.setdefault(custom_id_digest(custom_id), number)
-        if first != number:
-            self._report(
-                number,
-                "duplicate_custom_id",
-                f"custom_id {_quote(custom_id)} was already used on line {first}",
-            )
+        over_cap = self._max_file_requests is not None and (
+            self._request_count > self._max_file_requests
+        )
+        if not over_cap:
+            self._duplicates.add(custom_id_digest(custom_id), number, custom_id)
 
     def _check_method(self, number: int, request: dict[str, object]) -> None:
         method = request.get("method")
@@ -462,25 +607,33 @@ def validate_stream(
     max_upload_part_bytes: int = MAX_UPLOAD_PART_BYTES,
     max_line_bytes: int = MAX_LINE_BYTES,
     max_listed_problems: int = MAX_LISTED_PROBLEMS,
+    max_embedding_inputs: int = MAX_EMBEDDING_INPUTS_PER_BATCH,
+    max_file_bytes: int | None = None,
+    max_file_requests: int | None = None,
     read_size: int = DEFAULT_READ_BYTES,
     after_each_line: Callable[[Validator, Line], None] | None = None,
 ) -> ValidationReport:
     """Validate a whole stream and, when it is valid, plan its split into batches.
 
     `after_each_line` sees the validator once each line is fed (an upload keeps pace by it).
+    The duplicate check's spill files go to the system's temporary directory and are removed
+    however validation ends.
     """
-    validator = Validator(
+    with Validator(
         max_requests=max_requests,
         max_batch_bytes=max_batch_bytes,
         max_upload_part_bytes=max_upload_part_bytes,
         max_line_bytes=max_line_bytes,
         max_listed_problems=max_listed_problems,
-    )
-    for line in iter_lines(stream, max_line_bytes=max_line_bytes, read_size=read_size):
-        validator.feed(line)
-        if after_each_line is not None:
-            after_each_line(validator, line)
-    return validator.finish()
+        max_embedding_inputs=max_embedding_inputs,
+        max_file_bytes=max_file_bytes,
+        max_file_requests=max_file_requests,
+    ) as validator:
+        for line in iter_lines(stream, max_line_bytes=max_line_bytes, read_size=read_size):
+            validator.feed(line)
+            if after_each_line is not None:
+                after_each_line(validator, line)
+        return validator.finish()
 
 
 def _reject_constant(name: str) -> object:
