@@ -9,6 +9,12 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from batchdrop.lines import Readable
+from batchdrop.s3stream import (
+    AlreadyWrittenError,
+    S3MultipartWriter,
+    copy_stream,
+    is_precondition_failure,
+)
 
 PRESIGN_SECONDS = 7 * 86_400  # the longest SigV4 allows
 
@@ -49,15 +55,56 @@ class S3Objects:
         size: int = head["ContentLength"]
         return size
 
-    def put_json(self, bucket: str, key: str, document: Any) -> None:
+    def put_json(self, bucket: str, key: str, document: Any, *, create_only: bool = False) -> None:
+        """A small JSON document; `create_only` writes it only where none is yet (else raises
+        AlreadyWrittenError), so a result once written is never written over."""
         body = json.dumps(document, indent=2, ensure_ascii=False).encode()
-        self._s3.put_object(
-            Bucket=bucket, Key=key, Body=body, ContentType="application/json; charset=utf-8"
-        )
+        condition = {"IfNoneMatch": "*"} if create_only else {}
+        try:
+            self._s3.put_object(
+                Bucket=bucket,
+                Key=key,
+                Body=body,
+                ContentType="application/json; charset=utf-8",
+                **condition,
+            )
+        except ClientError as error:
+            if is_precondition_failure(error):
+                raise AlreadyWrittenError(f"s3://{bucket}/{key} exists") from None
+            raise
 
-    def upload_file(self, path: Path, bucket: str, key: str) -> None:
-        """A local file to S3, in parts when large (boto3's managed transfer)."""
-        self._s3.upload_file(str(path), bucket, key, ExtraArgs={"ContentType": "application/jsonl"})
+    def read_json(self, bucket: str, key: str) -> tuple[Any, str] | None:
+        """A small JSON document and its ETag, or None when there is none."""
+        try:
+            response = self._s3.get_object(Bucket=bucket, Key=key)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
+                return None
+            raise
+        return json.loads(response["Body"].read()), str(response["ETag"])
+
+    def replace_json(self, bucket: str, key: str, document: Any, etag: str | None) -> bool:
+        """Write a small JSON document over the version with `etag` (None: over nothing). False
+        when another writer got there first, so the caller can read again and decide again."""
+        body = json.dumps(document, indent=2, ensure_ascii=False).encode()
+        condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+        try:
+            self._s3.put_object(
+                Bucket=bucket, Key=key, Body=body, ContentType="application/json", **condition
+            )
+        except ClientError as error:
+            if is_precondition_failure(error):
+                return False
+            raise
+        return True
+
+    def upload_file(self, path: Path, bucket: str, key: str, *, create_only: bool = False) -> None:
+        """A local file to S3, streamed in parts; `create_only` as for put_json."""
+        with (
+            path.open("rb") as source,
+            S3MultipartWriter(self._s3, bucket, key, create_only=create_only) as sink,
+        ):
+            copy_stream(source, sink)
 
     def presigned_url(self, bucket: str, key: str) -> str:
         url: str = self._s3.generate_presigned_url(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any, Protocol
 
+from botocore.exceptions import ClientError
+
 from batchdrop.lines import Readable
 
 # S3's multipart limits: every part but the last is at least 5 MiB, and an upload has at most
@@ -16,6 +18,10 @@ COPY_CHUNK_BYTES = 1024 * 1024
 # S3 checks every part against it, and completing the upload checks the parts' list, so a part
 # corrupted in transit is refused rather than stored. CRC32 is what boto3's transfers use.
 CHECKSUM_ALGORITHM = "CRC32"
+
+
+class AlreadyWrittenError(Exception):
+    """A create-only write found its object there already: an earlier writer made it whole."""
 
 
 class Writable(Protocol):
@@ -31,6 +37,8 @@ class S3MultipartWriter:
     (the empty object included) is written with a single put_object when the writer closes.
     Used as a context manager it completes the object on success and aborts it on an exception,
     so a failed writer leaves neither an object nor an upload whose parts S3 would bill for.
+    `create_only` makes the object appear only if there is none yet (S3's If-None-Match: *),
+    so nothing can be written over; closing then raises AlreadyWrittenError if one was there.
     """
 
     def __init__(
@@ -41,6 +49,7 @@ class S3MultipartWriter:
         *,
         part_size: int = DEFAULT_PART_BYTES,
         content_type: str = "application/jsonl",
+        create_only: bool = False,
     ) -> None:
         if part_size < MIN_PART_BYTES:
             raise ValueError(f"part_size must be at least {MIN_PART_BYTES} bytes (S3's minimum)")
@@ -49,6 +58,7 @@ class S3MultipartWriter:
         self._key = key
         self._part_size = part_size
         self._content_type = content_type
+        self._condition = {"IfNoneMatch": "*"} if create_only else {}
         self._buffer = bytearray()
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
@@ -89,6 +99,7 @@ class S3MultipartWriter:
                     Key=self._key,
                     Body=bytes(self._buffer),
                     ContentType=self._content_type,
+                    **self._condition,
                 )
             else:
                 if self._buffer:
@@ -98,7 +109,13 @@ class S3MultipartWriter:
                     Key=self._key,
                     UploadId=self._upload_id,
                     MultipartUpload={"Parts": self._parts},
+                    **self._condition,
                 )
+        except ClientError as error:
+            self.abort()
+            if is_precondition_failure(error):
+                raise AlreadyWrittenError(f"s3://{self._bucket}/{self._key} exists") from None
+            raise
         except BaseException:
             self.abort()
             raise
@@ -158,6 +175,11 @@ class S3MultipartWriter:
             }
         )
         self._buffer.clear()
+
+
+def is_precondition_failure(error: ClientError) -> bool:
+    """S3 refused a conditional write because its condition did not hold."""
+    return str(error.response.get("Error", {}).get("Code")) in {"PreconditionFailed", "412"}
 
 
 def copy_stream(source: Readable, sink: Writable, chunk_size: int = COPY_CHUNK_BYTES) -> int:
