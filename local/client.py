@@ -16,7 +16,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from batchdrop.model import SourceObject, results_prefix
+from batchdrop.model import SourceObject
 from batchdrop.store import JobStore
 from batchdrop.validation import ValidationReport, validate_stream
 
@@ -259,12 +259,14 @@ class BatchdropClient:
         elif not view.finished:
             raise UserError(f"job {job_id} is still {view.status}; its results are not ready")
         else:
-            prefix = results_prefix(view.key, self.info.input_prefix)
+            # The round the outcome came from; raw files sit in the job's own folder.
+            prefix = str(view.record["results_key"]).removesuffix("results.jsonl")
             names = [f"{prefix}results.jsonl", f"{prefix}summary.json"]
             if view.record.get("unfinished_key"):  # an empty one means nothing is left to run
                 names.append(str(view.record["unfinished_key"]))
             if raw:
-                names += [key for key in self._keys(f"{prefix}raw/")]
+                job_prefix = str(view.record.get("results_prefix") or prefix)
+                names += [key for key in self._keys(f"{job_prefix}raw/")]
         out_dir.mkdir(parents=True, exist_ok=True)
         written = []
         for key in names:

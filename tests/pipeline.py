@@ -65,6 +65,14 @@ class Pipeline:
         item: dict[str, Any] = self.table.get_item(Key={"pk": f"JOB#{job_id}", "sk": "JOB"})["Item"]
         return item
 
+    def result(self, job_id: str, name: str = "results.jsonl") -> str:
+        """The key of one of a job's results: its last round's files, or raw/ in its folder."""
+        job = self.job(job_id)
+        if name.startswith("raw/"):
+            return f"{job['results_prefix']}{name}"
+        results = str(job.get("results_key") or f"{job['results_prefix']}results.jsonl")
+        return results.removesuffix("results.jsonl") + name
+
     def parts(self, job_id: str) -> list[dict[str, Any]]:
         items = self.table.query(
             KeyConditionExpression="pk = :pk AND begins_with(sk, :batch)",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -57,7 +58,7 @@ def test_submit_wait_status_and_results(
     details = capsys.readouterr().out
     assert "history:" in details
     assert "in_progress" in details
-    assert "results/cli job/results.jsonl" in details
+    assert re.search(r"results:  results/cli job/\d{8}T\d{6}Z-[0-9a-f]{8}/results\.jsonl", details)
 
     assert run(state, "--json", "status", "cli job.jsonl") == 0
     record = json.loads(capsys.readouterr().out)
@@ -205,7 +206,11 @@ def test_local_up_as_a_subprocess_takes_a_plain_boto3_upload_to_results_and_emai
 
         subject = _read_until(lines, "Subject:")
         assert subject.strip() == "Subject: batchdrop: plain.jsonl completed, 5/5 ok"
-        results = s3.get_object(Bucket=bucket, Key="results/plain/results.jsonl")["Body"].read()
+        # The stable pointer leads to the newest job's own folder.
+        pointer = s3.get_object(Bucket=bucket, Key="results/plain/latest.json")["Body"].read()
+        latest = json.loads(pointer)
+        key = latest["results"].removeprefix(f"s3://{bucket}/")
+        results = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         assert len(results.splitlines()) == 5
     finally:
         process.send_signal(signal.SIGINT)

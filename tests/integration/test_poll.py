@@ -24,11 +24,11 @@ def test_a_completed_job_brings_results_home_in_input_order_and_emails_once(
     job = pipeline.run(outcome["job_id"])
 
     assert job["status"] == "completed"
-    results = pipeline.read_jsonl("results/team/chat/results.jsonl")
+    results = pipeline.read_jsonl(pipeline.result(outcome["job_id"]))
     assert [r["custom_id"] for r in results] == [line["custom_id"] for line in lines]
     assert [r["line"] for r in results] == list(range(1, 13))
     batch_id = outcome["batch_ids"][0]
-    raw = pipeline.read_jsonl(f"results/team/chat/raw/{batch_id}.output.jsonl")
+    raw = pipeline.read_jsonl(pipeline.result(outcome["job_id"], f"raw/{batch_id}.output.jsonl"))
     raw_order = [r["custom_id"] for r in raw]
     expected_ok = [line["custom_id"] for line in lines if not line["custom_id"].startswith("fail")]
     assert raw_order != expected_ok  # OpenAI's order differs from the input's...
@@ -41,14 +41,14 @@ def test_a_completed_job_brings_results_home_in_input_order_and_emails_once(
     assert ok["response"]["object"] == "chat.completion"
     assert (job["total"], job["succeeded"], job["failed"]) == (12, 10, 2)
     assert job["usage"]["total_tokens"] > 0
-    summary = json.loads(pipeline.read("results/team/chat/summary.json"))
+    summary = json.loads(pipeline.read(pipeline.result(outcome["job_id"], "summary.json")))
     assert summary["status"] == "completed"
     (email,) = pipeline.inbox.messages()
     assert email["subject"] == "batchdrop: chat.jsonl completed, 10/12 ok, 2 failed"
     assert len(email["subject"]) <= 100
     body = email["body"]
     assert "12 total, 10 succeeded, 2 failed" in body
-    assert f"s3://{pipeline.bucket}/results/team/chat/results.jsonl" in body
+    assert f"s3://{pipeline.bucket}/{pipeline.result(outcome['job_id'])}" in body
     assert "X-Amz-Expires=604800" in body  # the pre-signed link lasts 7 days
     assert f"{job['usage']['total_tokens']:,} total" in body
     assert "http_400" in body or "invalid_request" in body
@@ -70,19 +70,19 @@ def test_an_expired_batch_keeps_its_partial_results_and_lists_the_unfinished(
     job = pipeline.run(outcome["job_id"])
 
     assert job["status"] == "expired"
-    results = pipeline.read_jsonl("results/late/results.jsonl")
+    results = pipeline.read_jsonl(pipeline.result(outcome["job_id"]))
     assert [r["custom_id"] for r in results] == [line["custom_id"] for line in lines]
     done = [r for r in results if r["status"] == "succeeded"]
     unfinished = [r for r in results if r["status"] == "unfinished"]
     assert len(done) == 4
     assert len(unfinished) == 6
-    resubmit = pipeline.read_jsonl("results/late/unfinished.jsonl")
+    resubmit = pipeline.read_jsonl(pipeline.result(outcome["job_id"], "unfinished.jsonl"))
     assert [r["custom_id"] for r in resubmit] == [r["custom_id"] for r in unfinished]
     assert resubmit[0] == lines[results.index(unfinished[0])]  # the original request, as sent
     (email,) = pipeline.inbox.messages()
     assert "expired" in email["subject"]
     assert "6 unfinished" in email["body"]
-    assert "results/late/unfinished.jsonl" in email["body"]
+    assert pipeline.result(outcome["job_id"], "unfinished.jsonl") in email["body"]
     assert email["attributes"]["status"] == "expired"
 
 
@@ -99,7 +99,7 @@ def test_a_batch_cancelled_on_openai_keeps_its_partial_results(pipeline: Pipelin
     job = pipeline.run(outcome["job_id"])
 
     assert job["status"] == "cancelled"
-    results = pipeline.read_jsonl("results/stop/results.jsonl")
+    results = pipeline.read_jsonl(pipeline.result(outcome["job_id"]))
     statuses = {r["status"] for r in results}
     assert statuses == {"succeeded", "unfinished"}
     (email,) = pipeline.inbox.messages()
@@ -114,7 +114,7 @@ def test_completed_with_no_output_file_is_reported_not_crashed_on(pipeline: Pipe
 
     assert job["status"] == "completed"
     assert (job["succeeded"], job["failed"]) == (0, 5)
-    results = pipeline.read_jsonl("results/doomed/results.jsonl")
+    results = pipeline.read_jsonl(pipeline.result(outcome["job_id"]))
     assert {r["status"] for r in results} == {"failed"}
     (email,) = pipeline.inbox.messages()
     assert "0/5 ok, 5 failed" in email["subject"]
@@ -147,11 +147,11 @@ def test_token_limit_exceeded_that_never_clears_ends_in_one_failure_email(
 
     assert job["status"] == "failed"
     assert pipeline.sim.count("POST /v1/batches") == 7  # the first try and six resubmissions
-    results = pipeline.read_jsonl("results/never/results.jsonl")
+    results = pipeline.read_jsonl(pipeline.result(outcome["job_id"]))
     assert [r["custom_id"] for r in results] == [line["custom_id"] for line in lines]
     assert {r["status"] for r in results} == {"unfinished"}  # nothing ran, nothing was lost
-    assert pipeline.read_jsonl("results/never/unfinished.jsonl") == lines
-    summary = json.loads(pipeline.read("results/never/summary.json"))
+    assert pipeline.read_jsonl(pipeline.result(outcome["job_id"], "unfinished.jsonl")) == lines
+    summary = json.loads(pipeline.read(pipeline.result(outcome["job_id"], "summary.json")))
     assert summary["status"] == "failed"
     assert [e["code"] for e in summary["batch_errors"]] == ["token_limit_exceeded"]
     (email,) = pipeline.inbox.messages()
@@ -181,12 +181,12 @@ def test_a_stuck_batch_warns_once_and_polling_goes_on(status: str, pipeline: Pip
     job = pipeline.run(outcome["job_id"])
 
     assert job["status"] == "completed"
-    results = pipeline.read_jsonl("results/slow/results.jsonl")
+    results = pipeline.read_jsonl(pipeline.result(outcome["job_id"]))
     assert [r["custom_id"] for r in results] == [line["custom_id"] for line in lines]
     assert {r["status"] for r in results} == {"succeeded"}
     (email,) = pipeline.inbox.messages()
     assert "completed, 3/3 ok" in email["subject"]
-    assert "results/slow/results.jsonl" in email["body"]
+    assert pipeline.result(outcome["job_id"]) in email["body"]
 
 
 def test_a_tick_with_nothing_active_calls_nobody(pipeline: Pipeline) -> None:

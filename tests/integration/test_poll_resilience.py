@@ -44,7 +44,7 @@ def test_two_overlapping_ticks_send_exactly_one_email(
 
     assert pipeline.job(outcome["job_id"])["status"] == "completed"
     assert len(pipeline.inbox.messages()) == 1
-    assert len(pipeline.read_jsonl("results/race/results.jsonl")) == 6
+    assert len(pipeline.read_jsonl(pipeline.result(outcome["job_id"]))) == 6
 
 
 class Crash(Exception):
@@ -65,7 +65,7 @@ def test_a_crash_between_saving_results_and_publishing_still_emails_once(
     outbox.send_once = crash
     summary = pipeline.tick()
     assert summary["finished_jobs"] == {outcome["job_id"]: "error"}
-    assert pipeline.exists("results/crash/results.jsonl")
+    assert pipeline.exists(pipeline.result(outcome["job_id"]))
     assert pipeline.inbox.messages() == []
     outbox.send_once = real
 
@@ -189,10 +189,12 @@ def test_resubmit_unfinished_turns_an_expired_batch_into_a_completed_job(
     assert [p["kind"] for p in parts] == ["part", "follow_up"]
     follow_up_input = openai_sim.file_bytes(parts[1]["file_id"])
     assert follow_up_input.count(b"\n") == 7  # only the unfinished requests went again
-    results = pipeline.read_jsonl("results/retry/results.jsonl")
+    results = pipeline.read_jsonl(pipeline.result(outcome["job_id"]))
     assert [r["custom_id"] for r in results] == [line["custom_id"] for line in lines]
     assert {r["status"] for r in results} == {"succeeded"}
-    assert pipeline.read("results/retry/unfinished.jsonl") == b""  # no stale list to pay twice
+    assert (
+        pipeline.read(pipeline.result(outcome["job_id"], "unfinished.jsonl")) == b""
+    )  # no stale list to pay twice
     (email,) = inbox.messages()
     assert "completed, 10/10 ok" in email["subject"]
 
@@ -206,7 +208,7 @@ def test_a_batch_group_gets_one_merged_result_and_one_email(pipeline: Pipeline) 
 
     assert job["status"] == "completed"
     assert job["total"] == 50_001
-    results = pipeline.read_jsonl("results/group/results.jsonl")
+    results = pipeline.read_jsonl(pipeline.result(outcome["job_id"]))
     assert len(results) == 50_001
     assert results[0]["custom_id"] == "req-0"
     assert results[50_000]["custom_id"] == "req-50000"

@@ -119,7 +119,7 @@ def test_a_two_part_job_whose_every_retry_failed_is_resumed_by_ticks(
     assert len({part["batch_id"] for part in parts}) == 2  # exactly one batch per part
     assert pipeline.sim.count("POST /v1/batches") == 2
     assert pipeline.sim.count("POST /v1/files") == 2  # each part's file uploaded once
-    assert [r["custom_id"] for r in pipeline.read_jsonl("results/outage/results.jsonl")] == [
+    assert [r["custom_id"] for r in pipeline.read_jsonl(pipeline.result(job_id))] == [
         f"req-{n}" for n in range(4)
     ]
     (email,) = pipeline.inbox.messages()
@@ -153,7 +153,7 @@ def test_a_part_that_never_goes_is_given_up_and_the_rest_still_comes_home(
     assert job["resumes"] == 3  # two resumptions, and the take that gave up
     assert job["not_submitted_from_line"] == 3
     assert pipeline.sim.count("POST /v1/batches") == 1
-    assert [r["custom_id"] for r in pipeline.read_jsonl("results/half/results.jsonl")] == [
+    assert [r["custom_id"] for r in pipeline.read_jsonl(pipeline.result(job_id))] == [
         "req-0",
         "req-1",
     ]

@@ -12,6 +12,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,12 @@ from batchdrop import SERVICE
 from batchdrop.launch import BatchLauncher, ObjectVersion, batch_metadata
 from batchdrop.lines import IterableReader, Readable
 from batchdrop.messages import JobOutcome, outcome_notice
-from batchdrop.model import JobStatus, results_prefix
+from batchdrop.model import JobStatus, results_folder, results_prefix, round_prefix
 from batchdrop.notices import NoticeOutbox
 from batchdrop.openai_api import OpenAIBatchAPI
 from batchdrop.results import MergeSummary, merge_in_input_order
 from batchdrop.s3io import S3Objects
-from batchdrop.s3stream import S3MultipartWriter, copy_stream
+from batchdrop.s3stream import AlreadyWrittenError, S3MultipartWriter, copy_stream
 from batchdrop.store import JobStore
 from batchdrop.validation import normalised_lines, validate_stream
 
@@ -35,6 +36,7 @@ logger = Logger(service=SERVICE, child=True)
 
 FINISH_RESERVE_SECONDS = 60.0  # a merge needs room; otherwise the next tick finishes the job
 MAX_FOLLOW_UP_ROUNDS = 2  # how often unfinished requests are resubmitted automatically
+POINTER_ATTEMPTS = 3  # jobs of one file finishing at once race for latest.json; few ever do
 USAGE_FIELDS = ("input_tokens", "output_tokens", "total_tokens")
 
 
@@ -88,6 +90,7 @@ class JobFinisher:
                 return "follow_up"
             self._record_outcome(job, parts, summary, unfinished_key)
             job = self._store.get_job(job_id) or job
+        self._point_to_newest(job)
         if not self._outbox.send_once(job_id, "outcome", self._notice(job)):
             return "not_ready"  # another sender holds the email; stay active until it is out
         self._store.retire_batches(job_id, [int(part["index"]) for part in parts])
@@ -98,12 +101,17 @@ class JobFinisher:
     def _bring_home(
         self, job: dict[str, Any], parts: list[dict[str, Any]]
     ) -> tuple[MergeSummary, str | None]:
+        """Save the raw files and this round's merged results, each written only where nothing
+        is yet: a slow attempt from an earlier round can never write over a later one's."""
         bucket = job["source_bucket"]
-        prefix = results_prefix(job["source_key"], self._input_prefix)
-        result_keys = [self._save_raw(bucket, prefix, part, kind) for part in parts for kind in (
-            "output", "error"
-        )]  # fmt: skip
-        saved = [key for key in result_keys if key is not None]
+        job_prefix = self._job_prefix(job)
+        prefix = round_prefix(job_prefix, _round(parts))
+        saved = [
+            key
+            for part in parts
+            for kind in ("output", "error")
+            if (key := self._save_raw(bucket, job_prefix, part, kind)) is not None
+        ]
         inputs = [
             self._input_stream(job, part) for part in parts if part.get("kind", "part") == "part"
         ]
@@ -112,13 +120,17 @@ class JobFinisher:
         try:
             unfinished_path = scratch / "unfinished.jsonl"
             with (
-                S3MultipartWriter(self._objects.client, bucket, f"{prefix}results.jsonl") as merged,
+                suppress(AlreadyWrittenError),  # an earlier attempt of this round wrote it whole
+                S3MultipartWriter(
+                    self._objects.client, bucket, f"{prefix}results.jsonl", create_only=True
+                ) as merged,
                 unfinished_path.open("wb") as unfinished,
             ):
                 summary = merge_in_input_order(inputs, results, merged, unfinished, workdir=scratch)
-            # Rewritten even when empty, so a follow-up that finished everything leaves no stale
-            # list of "unfinished" requests behind to be paid for twice.
-            self._objects.upload_file(unfinished_path, bucket, f"{prefix}unfinished.jsonl")
+            with suppress(AlreadyWrittenError):
+                self._objects.upload_file(
+                    unfinished_path, bucket, f"{prefix}unfinished.jsonl", create_only=True
+                )
             unfinished_key = f"{prefix}unfinished.jsonl" if summary.unfinished else None
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -128,18 +140,48 @@ class JobFinisher:
         )
         return summary, unfinished_key
 
+    def _job_prefix(self, job: dict[str, Any]) -> str:
+        """The job's own results folder, as recorded when it was claimed."""
+        recorded = job.get("results_prefix")
+        if recorded:
+            return str(recorded)
+        return results_prefix(
+            job["source_key"], self._input_prefix, int(job["created_at"]), job["job_id"]
+        )
+
+    def _point_to_newest(self, job: dict[str, Any]) -> None:
+        """Keep results/<name>/latest.json on the newest job of the file, whatever order jobs
+        finish in: each write is conditional on what was read, and a lost race reads again."""
+        bucket = job["source_bucket"]
+        key = f"{results_folder(job['source_key'], self._input_prefix)}latest.json"
+        pointer = {
+            "job_id": job["job_id"],
+            "created_at": int(job["created_at"]),
+            "results": f"s3://{bucket}/{job['results_key']}",
+        }
+        for _ in range(POINTER_ATTEMPTS):
+            current = self._objects.read_json(bucket, key)
+            if current is not None and (
+                int(current[0].get("created_at", 0)),
+                str(current[0].get("job_id")),
+            ) >= (pointer["created_at"], pointer["job_id"]):
+                return  # it already names this job, or a newer one
+            if self._objects.replace_json(bucket, key, pointer, current[1] if current else None):
+                return
+        logger.warning("gave up moving the latest pointer", extra={"job_id": job["job_id"]})
+
     def _save_raw(self, bucket: str, prefix: str, part: dict[str, Any], kind: str) -> str | None:
         """Stream one of OpenAI's result files into S3 as it is, in constant memory."""
         file_id = part.get("openai", {}).get(f"{kind}_file_id")
         if not file_id:
             return None  # e.g. "completed" with every request failed has no output file
         key = f"{prefix}raw/{part['batch_id']}.{kind}.jsonl"
-        saved = self._objects.size(bucket, key)
-        if saved is not None and saved == self._api.retrieve_file(file_id).get("bytes"):
-            return key  # saved whole by an earlier, interrupted finish
+        if self._objects.size(bucket, key) is not None:
+            return key  # an object appears only whole: an earlier finish saved it
         with (
+            suppress(AlreadyWrittenError),  # an overlapping finish saved it meanwhile
             self._api.file_content(file_id) as response,
-            S3MultipartWriter(self._objects.client, bucket, key) as sink,
+            S3MultipartWriter(self._objects.client, bucket, key, create_only=True) as sink,
         ):
             response.raw.decode_content = True  # a gzip-encoded body is stored decoded
             copy_stream(response.raw, sink)
@@ -166,7 +208,7 @@ class JobFinisher:
     def _wants_follow_up(
         self, job: dict[str, Any], parts: list[dict[str, Any]], summary: MergeSummary
     ) -> bool:
-        rounds = max(int(part.get("round", 0)) for part in parts)
+        rounds = _round(parts)
         return (
             self._resubmit_unfinished
             and summary.unfinished > 0
@@ -182,7 +224,7 @@ class JobFinisher:
         bucket, job_id = job["source_bucket"], job["job_id"]
         source = ObjectVersion(bucket, unfinished_key)
         plan = validate_stream(self._objects.open(bucket, unfinished_key))
-        round_number = max(int(part.get("round", 0)) for part in parts) + 1
+        round_number = _round(parts) + 1
         next_index = max(int(part["index"]) for part in parts) + 1
         stem = str(job["filename"]).removesuffix(".jsonl")
         for offset, part in enumerate(plan.parts):
@@ -230,7 +272,7 @@ class JobFinisher:
     ) -> None:
         outcome = _outcome(parts, summary)
         usage = _usage(parts)
-        prefix = results_prefix(job["source_key"], self._input_prefix)
+        prefix = round_prefix(self._job_prefix(job), _round(parts))
         record = {
             "status": outcome,
             "total": summary.total,
@@ -244,10 +286,11 @@ class JobFinisher:
             "batch_errors": _batch_errors(parts),
             "finished_at": self._store.now(),
         }
-        self._objects.put_json(job["source_bucket"], f"{prefix}summary.json", {
-            "job_id": job["job_id"], "source": f"s3://{job['source_bucket']}/{job['source_key']}",
-            **record,
-        })  # fmt: skip
+        with suppress(AlreadyWrittenError):  # an earlier attempt of this round wrote it
+            self._objects.put_json(job["source_bucket"], f"{prefix}summary.json", {
+                "job_id": job["job_id"],
+                "source": f"s3://{job['source_bucket']}/{job['source_key']}", **record,
+            }, create_only=True)  # fmt: skip
         self._store.update_job(
             job["job_id"], record, expected_status=JobStatus.ACTIVE, finished=True
         )
@@ -284,6 +327,11 @@ class JobFinisher:
                 ),
             )
         )
+
+
+def _round(parts: list[dict[str, Any]]) -> int:
+    """The job's current round: 0, or the latest follow-up of its unfinished requests."""
+    return max(int(part.get("round", 0)) for part in parts)
 
 
 def _outcome(parts: list[dict[str, Any]], summary: MergeSummary) -> str:

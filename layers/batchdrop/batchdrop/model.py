@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import PurePosixPath
 
@@ -63,6 +64,20 @@ def report_key(key: str, input_prefix: str) -> str:
     return f"{REPORTS_PREFIX}{relative_key(key, input_prefix)}.report.json"
 
 
-def results_prefix(key: str, input_prefix: str) -> str:
+def results_prefix(key: str, input_prefix: str, created_at: int, job_id: str) -> str:
+    """Each job's own folder, named for the file, when it arrived and the job: a new version of
+    the same file never writes over an earlier job's results."""
+    started = datetime.fromtimestamp(created_at, UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{results_folder(key, input_prefix)}{started}-{job_id[:8]}/"
+
+
+def results_folder(key: str, input_prefix: str) -> str:
+    """Where every job of one file keeps its results, and the pointer to the newest."""
     stem = relative_key(key, input_prefix).removesuffix(".jsonl")
     return f"{RESULTS_PREFIX}{stem}/"
+
+
+def round_prefix(job_prefix: str, round_number: int) -> str:
+    """A round's own outputs: the first round's at the job's folder, each follow-up round's
+    beside them, so no round writes over another's."""
+    return job_prefix if round_number == 0 else f"{job_prefix}round-{round_number}/"

@@ -25,7 +25,7 @@ from batchdrop import SERVICE
 from batchdrop.early_upload import EarlyUpload, may_upload_early
 from batchdrop.launch import BatchLauncher, ObjectVersion, batch_metadata, part_filename
 from batchdrop.messages import rejection_notice
-from batchdrop.model import JobStatus, SourceObject, report_key
+from batchdrop.model import JobStatus, SourceObject, report_key, results_prefix
 from batchdrop.notices import NoticeOutbox
 from batchdrop.openai_api import OpenAIBatchAPI, RetryPolicy
 from batchdrop.s3io import S3Objects
@@ -86,9 +86,13 @@ class Submitter:
         """Submit a delivered object: claim its job, or take over one an earlier attempt left."""
         job_id = source.job_id
         logger.append_keys(job_id=job_id, key=source.key)
-        held_until = self._store.now() + SUBMIT_LEASE_SECONDS
-        if self._store.create_job(job_id, _source_fields(source, held_until)):
-            return self._attempt(source, held_until, fresh=True, retry_at=self._store.now())
+        now = self._store.now()
+        fields = _source_fields(source, now + SUBMIT_LEASE_SECONDS)
+        fields["results_prefix"] = results_prefix(source.key, self._input_prefix, now, job_id)
+        if self._store.create_job(job_id, fields):
+            return self._attempt(
+                source, int(fields["lease_until"]), fresh=True, retry_at=self._store.now()
+            )
         job = self._store.get_job(job_id) or {}
         status = job.get("status", JobStatus.SUBMITTING)
         if status == JobStatus.REJECTED:
