@@ -40,10 +40,6 @@ class SubmitFailedError(RuntimeError):
     """Some records failed; Lambda retries the event and, after that, the DLQ keeps it."""
 
 
-class SubmissionNotRecordedError(RuntimeError):
-    """Another attempt holds the object but recorded nothing yet: keep the event (retry, DLQ)."""
-
-
 @idempotent_function(
     data_keyword_argument="source", persistence_store=persistence, config=idempotency
 )
@@ -85,12 +81,7 @@ def _handle(record: S3EventRecord) -> dict[str, Any]:
     try:
         result: dict[str, Any] = submit_object(source=source)
     except IdempotencyAlreadyInProgressError:
-        # Another invocation holds this object version, or held it and was killed. The event
-        # may be let go only when the job's record guarantees it an end.
-        outcome = submitter.in_progress(SourceObject(**source))
-        if outcome is None:
-            raise SubmissionNotRecordedError(
-                f"{source['key']} is in progress elsewhere but has no job record yet"
-            ) from None
-        return outcome.as_dict()
+        # Another invocation holds this object version, or held it and was killed: the event
+        # is let go once the job's record guarantees it an end (the poller's, if need be).
+        return submitter.in_progress(SourceObject(**source)).as_dict()
     return result

@@ -80,18 +80,62 @@ def test_a_killed_attempt_is_not_swallowed_by_lambdas_retries(pipeline: Pipeline
     assert "completed" in email["subject"]
 
 
-def test_a_retry_that_finds_no_record_keeps_the_event(pipeline: Pipeline) -> None:
-    """Killed between Powertools' claim and the job record: nothing guarantees an end yet, so
-    the retry fails and Lambda keeps the event (its retries, then the dead-letter queue)."""
+def test_a_retry_that_finds_no_record_records_the_job_for_the_poller(pipeline: Pipeline) -> None:
+    """Killed between Powertools' claim and the job record: the retry records the job, its
+    lease already lapsed, before it lets the event go, and the next tick takes it to its end."""
     event = drop(pipeline.bucket, "requests/early-kill.jsonl", jsonl(request_lines(2)))
     submitter = pipeline.submit_function.module.submitter
     submitter._store = CrashOnce(submitter._store, "create_job", before=True, crash=Killed)
-
     with pytest.raises(Killed):
         pipeline.submit_function.invoke(event)
 
-    with pytest.raises(Exception, match="1 of 1 failed"):
-        pipeline.submit_function.invoke(event)
+    (retry,) = pipeline.submit_function.invoke(event)["outcomes"]
+
+    assert retry["status"] == "in_progress"
+    assert [item["job_id"] for item in submitting_index(pipeline)] == [retry["job_id"]]
+    assert pipeline.tick()["resumed_submissions"] == {retry["job_id"]: "submitted"}
+    assert pipeline.run(retry["job_id"])["status"] == "completed"
+    assert pipeline.sim.count("POST /v1/batches") == 1
+
+
+class DuplicateArrivesBeforeTheRecord:
+    """Wraps the first attempt's store: a second delivery of the same event runs to its end
+    just before the first attempt writes the job record, the narrowest window there is."""
+
+    def __init__(self, store: Any, deliver_again: Callable[[], Any]) -> None:
+        self._store = store
+        self._deliver_again = deliver_again
+        self.second: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        real = getattr(self._store, name)
+        if name != "create_job" or self.second is not None:
+            return real
+
+        def create_job(*args: Any, **kwargs: Any) -> Any:
+            self.second = self._deliver_again()
+            return real(*args, **kwargs)
+
+        return create_job
+
+
+def test_a_duplicate_delivery_before_the_job_is_recorded_lets_the_first_finish(
+    pipeline: Pipeline, load_function: Callable[..., Function]
+) -> None:
+    event = drop(pipeline.bucket, "requests/twice.jsonl", jsonl(request_lines(3)))
+    other_environment = load_function("SubmitFunction")
+    submitter = pipeline.submit_function.module.submitter
+    gate = DuplicateArrivesBeforeTheRecord(
+        submitter._store, lambda: other_environment.invoke(event)["outcomes"][0]
+    )
+    submitter._store = gate
+
+    (first,) = pipeline.submit_function.invoke(event)["outcomes"]
+
+    assert gate.second["status"] == "in_progress"  # let go: the job is recorded for the poller
+    assert first["status"] == "submitted"  # the live attempt took the lapsed lease at once
+    assert pipeline.sim.count("POST /v1/batches") == 1
+    assert submitting_index(pipeline) == []
 
 
 def test_a_two_part_job_whose_every_retry_failed_is_resumed_by_ticks(

@@ -86,13 +86,9 @@ class Submitter:
         """Submit a delivered object: claim its job, or take over one an earlier attempt left."""
         job_id = source.job_id
         logger.append_keys(job_id=job_id, key=source.key)
-        now = self._store.now()
-        fields = _source_fields(source, now + SUBMIT_LEASE_SECONDS)
-        fields["results_prefix"] = results_prefix(source.key, self._input_prefix, now, job_id)
-        if self._store.create_job(job_id, fields):
-            return self._attempt(
-                source, int(fields["lease_until"]), fresh=True, retry_at=self._store.now()
-            )
+        held_until = self._store.now() + SUBMIT_LEASE_SECONDS
+        if self._store.create_job(job_id, self._new_job(source, lease_until=held_until)):
+            return self._attempt(source, held_until, fresh=True, retry_at=self._store.now())
         job = self._store.get_job(job_id) or {}
         status = job.get("status", JobStatus.SUBMITTING)
         if status == JobStatus.REJECTED:
@@ -125,16 +121,24 @@ class Submitter:
             source, int(job["lease_until"]), fresh=False, retry_at=retry_at, job_id=job["job_id"]
         )
 
-    def in_progress(self, source: SourceObject) -> SubmitOutcome | None:
-        """What to report for a delivery that finds another attempt at work on the same object:
-        its job, when the record exists to guarantee an end (the lease holder, or the poller
-        once the lease lapses, takes it there); None when nothing is recorded yet."""
-        job = self._store.get_job(source.job_id)
-        if job is None:
-            return None
+    def in_progress(self, source: SourceObject) -> SubmitOutcome:
+        """What to report for a delivery that finds another attempt at work on the same object.
+        It may let the event go only once the job's record guarantees an end, so it records the
+        job if that attempt has not yet, with a lease already lapsed: the attempt takes it at
+        once if alive, and the poller resumes the job if the attempt was killed first."""
+        self._store.create_job(source.job_id, self._new_job(source, lease_until=0))
+        job = self._store.get_job(source.job_id) or {}
         if job.get("status") == JobStatus.SUBMITTING:
             return self._left_to_lease_holder(source.job_id)
         return SubmitOutcome(source.job_id, "duplicate", str(job.get("status")))
+
+    def _new_job(self, source: SourceObject, *, lease_until: int) -> dict[str, Any]:
+        """A job record as first written, with its own results folder."""
+        now = self._store.now()
+        return {
+            **_source_fields(source, lease_until),
+            "results_prefix": results_prefix(source.key, self._input_prefix, now, source.job_id),
+        }
 
     def _left_to_lease_holder(self, job_id: str) -> SubmitOutcome:
         logger.info(
