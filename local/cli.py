@@ -5,6 +5,7 @@
     batchdrop status [JOB]             a table of jobs, or one job's full record
     batchdrop results JOB [-o DIR]     download the merged results (--raw: OpenAI's files too)
     batchdrop cancel JOB               ask the poll function to cancel the job's batches
+    batchdrop retry JOB                finish a job set aside as needs_attention, once fixed
 
 A deployed stack is found from its CloudFormation outputs (--stack, default from samconfig.toml);
 --local uses the stack that `batchdrop local up` is running.
@@ -141,6 +142,17 @@ def cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+def retry(args: argparse.Namespace) -> int:
+    client = _client(args)
+    view = client.retry(client_resolve(client, args.job))
+    if args.json:
+        _print_json(view.as_dict())
+    else:
+        print(f"Job {view.job_id} is active again; the next poll tries to finish it and emails "
+              "the outcome.")  # fmt: skip
+    return 0
+
+
 # --- helpers ---------------------------------------------------------------------------------
 
 
@@ -226,6 +238,10 @@ def _parser() -> argparse.ArgumentParser:
     can = commands.add_parser("cancel", help="cancel a job's batches")
     can.add_argument("job", metavar="JOB")
     can.set_defaults(run=cancel)
+
+    ret = commands.add_parser("retry", help="finish a job set aside as needs_attention")
+    ret.add_argument("job", metavar="JOB")
+    ret.set_defaults(run=retry)
     return parser
 
 

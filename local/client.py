@@ -230,8 +230,8 @@ class BatchdropClient:
             if (view.status, view.done) != last:
                 on_change(view)
                 last = (view.status, view.done)
-            if view.finished:
-                return view
+            if view.finished or view.status == "needs_attention":
+                return view  # set aside: nothing moves until someone runs `batchdrop retry`
             if deadline is not None and time.monotonic() > deadline:
                 raise UserError(f"job {job_id} is still {view.status}; try again later")
             time.sleep(interval)
@@ -248,6 +248,29 @@ class BatchdropClient:
         view = self.job(job_id)
         for batch in view.batches:
             self._store.update_batch(job_id, batch.index, {"cancel_requested": True})
+        return self.job(job_id)
+
+    def retry(self, job_id: str) -> JobView:
+        """Put a job set aside as needs_attention back to active, with its batches back on the
+        active index and its failure count reset: the next poll tick finishes it. Run it once
+        the cause (`batchdrop status JOB` shows the last error) is fixed. Safe to run again: a
+        retry cut short after the job was put back still returns its batches."""
+        view = self.job(job_id)
+        if view.status not in {"needs_attention", "active"}:
+            raise UserError(f"job {job_id} is {view.status}; only a job that needs attention "
+                            "can be retried")  # fmt: skip
+        if view.status == "needs_attention":
+            # An email SNS refused as invalid is tried again, in case its cause was fixed too.
+            for kind in ("outcome", "needs_attention"):
+                self._store.forget_refused_notice(job_id, kind)
+            self._call(lambda: self._store.update_job(
+                job_id,
+                {"status": "active", "finish_failures": 0, "finish_attempt_until": None,
+                 "retried_at": self._store.now()},
+                expected_status="needs_attention",
+            ))  # fmt: skip
+        if not self._store.unpark_batches(job_id) and view.status == "active":
+            raise UserError(f"job {job_id} is active and was not set aside; nothing to retry")
         return self.job(job_id)
 
     # --- results -----------------------------------------------------------------------------

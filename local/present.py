@@ -50,6 +50,11 @@ def job_details(view: JobView) -> str:
         # The poll function resumes it by itself; the error says what to fix meanwhile.
         resumed = f"resumed {record.get('resumes', 0)} times"
         lines.append(f"last error: {record['last_error']} ({resumed})")
+    if view.status == "needs_attention" or record.get("finish_failures"):
+        failures = f"failed to finish {record.get('finish_failures', 0)} times in a row"
+        lines.append(f"last error: {record.get('last_finish_error', '?')} ({failures})")
+    if view.status == "needs_attention":
+        lines.append(f"set aside: fix the cause, then `batchdrop retry {view.job_id}`")
     if record.get("not_submitted_parts"):
         lines.append(f"not submitted: lines {record['not_submitted_from_line']:,} onward")
     history = [(int(record["created_at"]), "job", "received")]

@@ -5,6 +5,9 @@ answer; "latency" sleeps `delay` seconds and then serves the call; "hang" reads 
 then answers nothing until the client closes the connection (at most `delay` seconds, or
 HANG_CAP_SECONDS), then resets it: the client sees its own read timeout.
 
+`where={"file_id": "file-abc"}` narrows a fault to the calls whose path names those values: one
+file's downloads fail while every other file's succeed.
+
 `lands_late=True` (with a 5xx, "drop" or "hang") makes the failure a lie, as a real server's can
 be: the failure is delivered first, and only then is the call performed, for real. The fault's
 `landed` event is set once it has been, so a test can order "the client gave up" before "the
@@ -36,14 +39,18 @@ class Fault:
     delay: float = 0.0
     lands_late: bool = False
     held: bool = False
+    where: dict[str, str] = field(default_factory=dict)
     # Set each time a late call has been performed; `landed_status` is what it answered (to
     # nobody: the client had already been given the failure).
     landed: threading.Event = field(default_factory=threading.Event, compare=False)
     landed_status: int | None = None
     released: threading.Event = field(default_factory=threading.Event, compare=False)
 
-    def matches(self, route: str) -> bool:
-        return self.route == ANY_ROUTE or self.route == route
+    def matches(self, route: str, params: dict[str, str] | None = None) -> bool:
+        if self.route not in {ANY_ROUTE, route}:
+            return False
+        given = params or {}
+        return all(given.get(name) == value for name, value in self.where.items())
 
     @property
     def hang_seconds(self) -> float:
@@ -79,6 +86,7 @@ class FaultPlan:
         *,
         lands_late: bool = False,
         held: bool = False,
+        where: dict[str, str] | None = None,
     ) -> Fault:
         """Script a fault for the next `times` calls of `route`; returned so a test can wait on
         its `landed` event."""
@@ -92,16 +100,26 @@ class FaultPlan:
             raise ValueError(f"only {LANDS_LATE_KINDS} can land late, not {kind!r}")
         if held and not lands_late:
             raise ValueError("only a call that lands late can be held")
-        fault = Fault(route, kind, times, float(retry_after), float(delay), lands_late, held)
+        fault = Fault(
+            route,
+            kind,
+            times,
+            float(retry_after),
+            float(delay),
+            lands_late,
+            held,
+            dict(where or {}),
+        )
         with self._lock:
             self._faults.append(fault)
         return fault
 
-    def take(self, route: str) -> Fault | None:
-        """Consume one use of the oldest fault matching this route, if any."""
+    def take(self, route: str, params: dict[str, str] | None = None) -> Fault | None:
+        """Consume one use of the oldest fault matching this route (and its path's values), if
+        any."""
         with self._lock:
             for fault in self._faults:
-                if fault.matches(route):
+                if fault.matches(route, params):
                     fault.remaining -= 1
                     if fault.remaining == 0:
                         self._faults.remove(fault)

@@ -229,7 +229,7 @@ class SimulatorApp:
         params: dict[str, Any],
     ) -> Response:
         try:
-            self._apply_faults(f"{method} {template}")
+            self._apply_faults(f"{method} {template}", params)
         except errors.ApiError as failure:
             return json_response(failure.status, failure.body(), failure.headers)
         return self._perform(request, method, template, name, params)
@@ -258,11 +258,13 @@ class SimulatorApp:
             return result
         return json_response(200, result)
 
-    def _apply_faults(self, route: str) -> None:
+    def _apply_faults(self, route: str, params: dict[str, Any] | None = None) -> None:
         """Persistent latency, then the next scripted fault for this route, if any."""
         if (delay := self.latency()) > 0:
             time.sleep(delay)
-        fault = self.faults.take(route)
+        fault = self.faults.take(
+            route, {name: str(value) for name, value in (params or {}).items()}
+        )
         if fault is None:
             return
         if fault.lands_late or fault.kind == "hang":

@@ -65,6 +65,9 @@ def test_submit_wait_status_and_results(
     assert record["status"] == "completed"
     assert record["succeeded"] == 8
 
+    assert run(state, "retry", "cli job.jsonl") == 1  # only a job set aside can be retried
+    assert "is completed; only a job that needs attention" in capsys.readouterr().err
+
     assert run(state, "results", "cli job.jsonl", "-o", str(tmp_path / "out"), "--raw") == 0
     results = (tmp_path / "out" / "results.jsonl").read_text().splitlines()
     assert [json.loads(line)["custom_id"] for line in results] == [f"req-{n}" for n in range(8)]
@@ -78,6 +81,7 @@ def test_submit_wait_status_and_results(
         (["status", "0123456789abcdef"], "no job '0123456789abcdef'"),
         (["results", "nobody.jsonl"], "no job 'nobody.jsonl'"),
         (["cancel", "0123456789abcdef"], "no job '0123456789abcdef'"),
+        (["retry", "0123456789abcdef"], "no job '0123456789abcdef'"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_a_failing_exit(

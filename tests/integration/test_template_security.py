@@ -83,7 +83,7 @@ EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
     },
 }
 # The code publishes these "status" values; the failure subscription takes all but "completed".
-FAILURE_STATUSES = {"failed", "expired", "cancelled", "rejected", "stuck"}
+FAILURE_STATUSES = {"failed", "expired", "cancelled", "rejected", "stuck", "needs_attention"}
 
 
 def transform(sam: Template) -> Template:
@@ -425,6 +425,9 @@ def alarm_problems(cfn: Template) -> list[str]:
         ("AWS/Lambda", "Errors", "PollFunction"),
         ("AWS/Lambda", "Throttles", "SubmitFunction"),
         ("AWS/Lambda", "Throttles", "PollFunction"),
+        # The poll function's own EMF metrics: a failed finish, and a job set aside.
+        ("batchdrop", "FinishFailed", None),
+        ("batchdrop", "JobsNeedingAttention", None),
         *stuck_metrics,
     }
     problems = [f"no alarm on {item}" for item in sorted(wanted - watched)]

@@ -22,6 +22,12 @@ def test_settings_parse_the_template_environment() -> None:
     assert settings.poll_concurrency == 8
     assert settings.resubmit_unfinished is True
     assert settings.record_retention_days == 90
+    assert settings.finish_attempts_before_attention == 5  # the template's default
+
+
+def test_the_finish_attempts_before_attention_come_from_the_environment() -> None:
+    settings = Settings.from_env({**BASE, "FINISH_ATTEMPTS_BEFORE_ATTENTION": "2"})
+    assert settings.finish_attempts_before_attention == 2
 
 
 @pytest.mark.parametrize("name", sorted(BASE))
@@ -37,6 +43,8 @@ def test_a_missing_variable_is_named(name: str) -> None:
         ("POLL_CONCURRENCY", "many", "whole number"),
         ("POLL_CONCURRENCY", "0", "at least 1"),
         ("RESUBMIT_UNFINISHED", "yes", "'true' or 'false'"),
+        ("FINISH_ATTEMPTS_BEFORE_ATTENTION", "0", "at least 1"),
+        ("FINISH_ATTEMPTS_BEFORE_ATTENTION", "five", "whole number"),
     ],
 )
 def test_a_malformed_variable_fails_loudly(name: str, value: str, message: str) -> None:

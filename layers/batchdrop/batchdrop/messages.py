@@ -152,6 +152,30 @@ OpenAI's status page can tell whether the Batch API is having a slow day.
     )
 
 
+def needs_attention_notice(
+    *, filename: str, source_uri: str, attempts: int, last_error: str, endpoint: str
+) -> Notice:
+    """The one email when a job that ran is set aside: it is not lost, and it is not the user's
+    to fix, so the email says both and warns against paying twice."""
+    body = f"""\
+Your batch job ran, but batchdrop could not bring its results home: it tried {attempts:,} times
+in a row and has set the job aside. The operator has been alerted.
+
+File:        {source_uri}
+Status:      needs attention
+Last error:  {last_error or NO_ERROR_RECORDED}
+
+Nothing is lost: OpenAI's output, your batches and your file are all kept. Once the cause is
+fixed the operator retries the job (`batchdrop retry`), and you get the usual email with the
+results. Do not upload the file again: that would pay twice for requests that already ran.
+"""
+    return Notice(
+        subject=f"batchdrop: {filename} needs attention, results delayed",
+        body=body,
+        attributes={"status": "needs_attention", "endpoint": endpoint},
+    )
+
+
 @dataclass(frozen=True)
 class SubmittedPart:
     """One planned batch of a file: where its requests start and how many it holds."""

@@ -17,6 +17,9 @@ class JobStatus(StrEnum):
     FAILED = "failed"
     EXPIRED = "expired"
     CANCELLED = "cancelled"
+    # Set aside after failing to finish N ticks in a row: its batches leave the active index but
+    # every record, file and object is kept until `batchdrop retry` puts it back to active.
+    NEEDS_ATTENTION = "needs_attention"
 
 
 # OpenAI batch statuses after which nothing changes any more.

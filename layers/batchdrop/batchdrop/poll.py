@@ -18,10 +18,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from batchdrop import SERVICE
 from batchdrop.duplicate_batches import DuplicateBatchSweeper
+from batchdrop.finish_queue import FinishQueue
 from batchdrop.launch import BatchLauncher, batch_metadata
 from batchdrop.messages import stuck_notice
 from batchdrop.model import TERMINAL_BATCH_STATUSES
 from batchdrop.notices import NoticeOutbox
+from batchdrop.notifier import NoticeRefused
 from batchdrop.openai_api import OpenAIBatchAPI
 from batchdrop.store import JobStore, StaleRecordError, openai_fields
 
@@ -91,6 +93,7 @@ class Poller:
         metrics: Metrics,
         concurrency: int,
         stuck_after_seconds: int,
+        finish_attempts_before_attention: int = 5,
     ) -> None:
         self._store = store
         self._api = api
@@ -102,6 +105,13 @@ class Poller:
         self._metrics = metrics
         self._concurrency = concurrency
         self._stuck_after = stuck_after_seconds
+        self._finishing = FinishQueue(
+            store=store,
+            finisher=finisher,
+            outbox=outbox,
+            metrics=metrics,
+            attempts_before_attention=finish_attempts_before_attention,
+        )
 
     def tick(self, time_left: Callable[[], float]) -> TickSummary:
         summary = TickSummary()
@@ -127,26 +137,14 @@ class Poller:
                 summary.resubmitted += outcome == "resubmitted"
                 if outcome != "final":
                     ready[item["job_id"]] = False
-        for job_id in sorted(job for job, is_ready in ready.items() if is_ready):
-            result = self._finish_safely(job_id, time_left)
-            if result != "not_ready":
-                summary.finished_jobs[job_id] = result
+        # Every ready job gets a turn, oldest attempt first; none can hold up the others.
+        summary.finished_jobs = self._finishing.run(
+            [job for job, is_ready in ready.items() if is_ready], time_left
+        )
         # Last: a resumed submission validates and uploads a whole file, the longest work here.
         summary.resumed_submissions = self._resumer.run(time_left)
         logger.info("tick done", extra=summary.as_dict())
         return summary
-
-    def _finish_safely(self, job_id: str, time_left: Callable[[], float]) -> str:
-        """A job that fails to finish stays active and is resumed by the next tick."""
-        try:
-            return self._finisher.finish(job_id, time_left)
-        except StaleRecordError:
-            return "not_ready"  # an overlapping tick is finishing it
-        except Exception:
-            logger.exception(
-                "finishing a job failed; the next tick resumes", extra={"job_id": job_id}
-            )
-            return "error"
 
     # --- one batch ---------------------------------------------------------------------------
 
@@ -302,8 +300,11 @@ class Poller:
             minutes=stuck_for // 60,
             endpoint=str(batch.get("endpoint", "")),
         )
-        # One warning per batch and status; polling goes on regardless.
-        self._outbox.send_once(item["job_id"], f"stuck_{batch['id']}_{batch['status']}", notice)
+        # One warning per batch and status; polling goes on regardless, even if SNS refuses it.
+        try:
+            self._outbox.send_once(item["job_id"], f"stuck_{batch['id']}_{batch['status']}", notice)
+        except NoticeRefused:
+            self._metrics.add_metric("NoticesRefused", MetricUnit.Count, 1)
 
     def _log_change(
         self, item: dict[str, Any], batch: dict[str, Any], changes: dict[str, Any]

@@ -99,6 +99,7 @@ def poller(settings: Settings, metrics: Metrics) -> Poller:
         metrics=metrics,
         concurrency=settings.poll_concurrency,
         stuck_after_seconds=settings.stuck_after_minutes * 60,
+        finish_attempts_before_attention=settings.finish_attempts_before_attention,
     )
 
 

@@ -32,6 +32,7 @@ class Settings:
     idempotency_table_name: str | None = None
     poll_concurrency: int = 16
     stuck_after_minutes: int = 120
+    finish_attempts_before_attention: int = 5
     resubmit_unfinished: bool = False
     submit_resume_limit: int = 8
     submit_give_up_hours: int = 24
@@ -52,6 +53,9 @@ class Settings:
             idempotency_table_name=env.get("IDEMPOTENCY_TABLE_NAME") or None,
             poll_concurrency=_positive_int(env, "POLL_CONCURRENCY", 16),
             stuck_after_minutes=_positive_int(env, "STUCK_AFTER_MINUTES", 120),
+            finish_attempts_before_attention=_positive_int(
+                env, "FINISH_ATTEMPTS_BEFORE_ATTENTION", 5
+            ),
             resubmit_unfinished=_boolean(env, "RESUBMIT_UNFINISHED", default=False),
             submit_resume_limit=_positive_int(env, "SUBMIT_RESUME_LIMIT", 8),
             submit_give_up_hours=_positive_int(env, "SUBMIT_GIVE_UP_HOURS", 24),

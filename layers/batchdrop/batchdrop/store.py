@@ -118,6 +118,53 @@ class JobStore:
         """Every job whose submission has not ended, oldest first."""
         yield from self._query_index(SUBMITTING_PARTITION)
 
+    # --- finishing: one attempt at a time, and each attempt counted -----------------------------
+
+    def update_finish_attempt(
+        self, job_id: str, changes: Mapping[str, Any], *, open_until: int | None
+    ) -> None:
+        """Change the job's finish-attempt fields only if its open attempt is still the one that
+        ends at `open_until` (None: none is open). Every attempt moves that mark, so two
+        invocations can never both hold one job's attempt, nor count one failure twice."""
+        mark = Attr("finish_attempt_until")
+        still = mark.not_exists() if open_until is None else mark.eq(open_until)
+        self._update(job_key(job_id), changes, Attr("pk").exists() & still)
+
+    def park_batches(self, job_id: str) -> int:
+        """Take a set-aside job's batches off the active index, remembering where they stood so
+        `unpark_batches` can put them back; nothing else about them changes. Returns how many."""
+        parked = 0
+        for item in self.batches(job_id):
+            if item.get("active_sk") is None:
+                continue
+            changes = {"active_pk": None, "active_sk": None, "parked_sk": item["active_sk"]}
+            with suppress(StaleRecordError):  # parked meanwhile by an overlapping tick
+                self._update(
+                    batch_key(job_id, int(item["index"])),
+                    changes,
+                    Attr("active_sk").eq(item["active_sk"]),
+                )
+                parked += 1
+        return parked
+
+    def unpark_batches(self, job_id: str) -> int:
+        """Put a set-aside job's batches back on the active index, where the poller finds them."""
+        unparked = 0
+        for item in self.batches(job_id):
+            if item.get("parked_sk") is None:
+                continue
+            changes = {
+                "active_pk": ACTIVE_PARTITION,
+                "active_sk": item["parked_sk"],
+                "parked_sk": None,
+            }
+            with suppress(StaleRecordError):
+                self._update(
+                    batch_key(job_id, int(item["index"])), changes, Attr("parked_sk").exists()
+                )
+                unparked += 1
+        return unparked
+
     # --- notices (an outbox: claim, publish, mark sent) -----------------------------------------
 
     def claim_notice(self, job_id: str, kind: str, lease_seconds: int) -> int | None:
@@ -162,6 +209,22 @@ class JobStore:
             {field: {"state": "sent", "sent_at": self._now(), "message_id": message_id}},
             Attr(f"{field}.state").eq("pending"),
         )
+
+    def mark_notice_refused(self, job_id: str, kind: str, claimed_at: int, reason: str) -> None:
+        """SNS refused the notice as invalid: record it, so it is not published again and again.
+        `forget_refused_notice` clears it for an operator's retry."""
+        field = f"notice_{kind}"
+        still_ours = Attr(f"{field}.state").eq("pending") & Attr(f"{field}.claimed_at").eq(
+            claimed_at
+        )
+        refused = {"state": "refused", "refused_at": self._now(), "reason": reason[:500]}
+        with suppress(StaleRecordError):  # taken over meanwhile
+            self._update(job_key(job_id), {field: refused}, still_ours)
+
+    def forget_refused_notice(self, job_id: str, kind: str) -> None:
+        field = f"notice_{kind}"
+        with suppress(StaleRecordError):
+            self._update(job_key(job_id), {field: None}, Attr(f"{field}.state").eq("refused"))
 
     # --- batches -------------------------------------------------------------------------------
 
