@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from batchdrop.notifier import NoticeRefused
 from batchdrop.submit import SUBMIT_LEASE_SECONDS
 from local.client import BatchdropClient, StackInfo
 from local.inbox import Inbox
@@ -250,3 +251,25 @@ def test_cancel_during_the_submission_of_a_three_part_file_reaches_every_part(
     assert {pipeline.sim.batches[part["batch_id"]]["status"] for part in parts} == {"cancelled"}
     (email,) = pipeline.inbox.messages()
     assert "cancelled" in email["subject"]
+
+
+def test_a_give_up_email_sns_refuses_still_ends_the_submission(
+    patient_pipeline: Pipeline,
+) -> None:
+    pipeline = patient_pipeline
+
+    def refuse(_notice: Any) -> str:
+        raise NoticeRefused("InvalidParameter: Invalid parameter: Subject")
+
+    pipeline.poll_function.module.poller._resumer._outbox._publisher.publish = refuse
+    pipeline.sim.faults.inject("POST /v1/batches", kind="503", times=100_000)
+    with pytest.raises(Exception, match="1 of 1 failed"):
+        pipeline.submit("requests/mute.jsonl", jsonl(request_lines(3)))
+    (job_id,) = [item["job_id"] for item in submitting_index(pipeline)]
+
+    job = pipeline.run(job_id)
+
+    assert job["status"] == "failed"  # ended, not resumed every 20 minutes for ever
+    assert job["notice_outcome"]["state"] == "refused"
+    assert submitting_index(pipeline) == []
+    assert pipeline.inbox.messages() == []

@@ -20,6 +20,7 @@ from batchdrop import SERVICE
 from batchdrop.messages import SubmittedPart, abandoned_submission_notice
 from batchdrop.model import JobStatus
 from batchdrop.notices import NoticeOutbox
+from batchdrop.notifier import NoticeRefused
 from batchdrop.store import JobStore
 
 logger = Logger(service=SERVICE, child=True)
@@ -107,8 +108,13 @@ class SubmissionResumer:
         parts = sorted(self._store.batches(job_id), key=lambda item: int(item["index"]))
         created = [part for part in parts if "batch_id" in part]
         kind = "submission_abandoned" if created else "outcome"
-        if not self._outbox.send_once(job_id, kind, self._notice(job, created)):
-            return "not_ready"  # another sender holds the email; the lease brings us back
+        try:
+            if not self._outbox.send_once(job_id, kind, self._notice(job, created)):
+                return "not_ready"  # another sender holds the email; the lease brings us back
+        except NoticeRefused:
+            # Refused as invalid it would be refused on every try: end the submission anyway.
+            logger.error("SNS refused the give-up email", extra={"job_id": job_id})
+            self._metrics.add_metric("NoticesRefused", MetricUnit.Count, 1)
         for part in parts:
             if "batch_id" not in part:  # an uploaded file whose batch was never created
                 self._store.update_batch(job_id, int(part["index"]), {"status": "not_submitted"})
