@@ -261,8 +261,9 @@ class BatchdropClient:
         else:
             prefix = results_prefix(view.key, self.info.input_prefix)
             names = [f"{prefix}results.jsonl", f"{prefix}summary.json"]
-            if view.record.get("unfinished_key"):  # an empty one means nothing is left to run
-                names.append(str(view.record["unfinished_key"]))
+            for name in ("unfinished_key", "not_succeeded_key"):  # unset: the file is empty
+                if view.record.get(name):
+                    names.append(str(view.record[name]))
             if raw:
                 names += [key for key in self._keys(f"{prefix}raw/")]
         out_dir.mkdir(parents=True, exist_ok=True)
