@@ -46,6 +46,7 @@ class Plan:
     poll_history: tuple[int, ...] = (1_000, 100_000)
     merge_lines: int = 50_000
     stream_mb: int = 500
+    long_line_mb: int = 100  # one result line this long, merged in bounded memory
     import_runs: int = 7
     repeats: int = 2  # runs of each side of a ratio, alternating; the best of each counts
     cost_lines: int = 1_000
@@ -67,6 +68,7 @@ class Plan:
             poll_history=(100, 2_000),
             merge_lines=5_000,
             stream_mb=50,
+            long_line_mb=100,
             import_runs=3,
             repeats=1,
             cost_lines=100,

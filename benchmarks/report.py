@@ -404,10 +404,23 @@ into a plain multipart upload of the same part size, CRC32 per part like the wri
 {chr(10).join(table)}
 
 {_results_why(merge, stream)}
-
+{_long_line(section.get("long_line"))}
 ![Results: time and peak RSS growth](benchmarks/{chart.name})
 """
     return text, chart
+
+
+def _long_line(long_line: dict[str, Any] | None) -> str:
+    """One result line far over the cap for a line held whole (issue 11): streamed through."""
+    if not long_line:
+        return ""
+    return f"""
+**One huge result line.** A job of three embeddings requests whose first result is one
+{long_line["line_bytes"] / MB:,.0f} MB line (about 2,200 vectors of 3,072 dimensions), merged by
+`merge_in_input_order` from local files: the line is scanned in pieces and its body copied into
+the merged line unparsed. Peak RSS growth {fmt_mib(long_line["rss_growth_mib"])}, in
+{fmt_seconds(long_line["seconds"])}; parsing the line whole took about 700 MiB for a 90 MB line.
+"""
 
 
 def _results_why(merge: dict[str, Any], stream: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ plain multipart upload with the same part size and CRC32 checksums.
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -119,11 +120,26 @@ def run(services: Services, plan: Plan, workdir: Path) -> dict[str, Any]:
     with BatchSimulator(api_key=SIM_API_KEY, clock=clock) as sim:
         merge = _merge(services, plan, workdir, info, sim, clock)
         stream = _stream(services, plan, workdir, info, sim)
+    long_line = services.run_worker(
+        "results.long_line", {"workdir": str(workdir), "mb": plan.long_line_mb}
+    )
     return {
         "merge": merge,
         "stream": stream,
-        "checks": [c.as_dict() for c in checks(merge, stream)],
+        "long_line": long_line,
+        "checks": [c.as_dict() for c in [*checks(merge, stream), long_line_check(long_line)]],
     }
+
+
+def long_line_check(long_line: dict[str, Any]) -> Check:
+    return Check(
+        SECTION,
+        f"Merge a job holding one {long_line['line_bytes'] / MB:,.0f} MB embeddings result line: "
+        "peak RSS growth",
+        f"< {RSS_TARGET_MIB:.0f} MiB",
+        f"{fmt_mib(long_line['rss_growth_mib'])} ({fmt_seconds(long_line['seconds'])})",
+        long_line["rss_growth_mib"] < RSS_TARGET_MIB,
+    )
 
 
 def _merge(
@@ -305,6 +321,66 @@ def merge_task(params: dict[str, Any]) -> dict[str, Any]:
         "summary": asdict(summary),
         "input_pass_seconds": input_pass.seconds,
         "input_raw_read_seconds": input_raw.seconds,
+    }
+
+
+def write_long_line_job(workdir: Path, mb: int) -> tuple[Path, Path]:
+    """A job of three embeddings requests whose first result is one line of about `mb` MB
+    (2,048 inputs of 3,072 dimensions make about 90 MB), written a vector at a time."""
+    requests_path, results_path = workdir / "long-requests.jsonl", workdir / "long-results.jsonl"
+    with requests_path.open("wb") as out:
+        for n in range(3):
+            body = {"model": "text-embedding-3-large", "input": [f"text {n}"]}
+            line = {
+                "custom_id": f"emb-{n}",
+                "method": "POST",
+                "url": "/v1/embeddings",
+                "body": body,
+            }
+            out.write(json.dumps(line).encode() + b"\n")
+    vector = json.dumps([round(0.0123456 * ((i % 97) - 48), 7) for i in range(3072)]).encode()
+    item = b'{"object":"embedding","index":%d,"embedding":' + vector + b"}"
+    with results_path.open("wb", buffering=MIB) as out:
+        out.write(b'{"id":"batch_req_0","custom_id":"emb-0","response":{"status_code":200,')
+        out.write(b'"request_id":"r0","body":{"object":"list","data":[')
+        count = 0
+        while out.tell() < mb * MB:
+            out.write((b"," if count else b"") + item % count)
+            count += 1
+        out.write(b'],"model":"text-embedding-3-large","usage":{"prompt_tokens":9,')
+        out.write(b'"total_tokens":9}}},"error":null}\n')
+        for n in (1, 2):
+            small = {"custom_id": f"emb-{n}", "response": {"status_code": 200, "body": {}}}
+            out.write(json.dumps(small | {"error": None}).encode() + b"\n")
+    return requests_path, results_path
+
+
+def long_line_task(params: dict[str, Any]) -> dict[str, Any]:
+    """merge_in_input_order over a job holding one ~100 MB result line, files on local disk."""
+    workdir = Path(tempfile.mkdtemp(prefix="long-line-", dir=params["workdir"]))
+    requests_path, results_path = write_long_line_job(workdir, int(params["mb"]))
+    merged_path = workdir / "merged.jsonl"
+    baseline = reset_peak_rss()
+    with (
+        stopwatch() as watch,
+        merged_path.open("wb") as merged,
+        (workdir / "unfinished.jsonl").open("wb") as unfinished,
+    ):
+        summary = merge_in_input_order(
+            [lambda: requests_path.open("rb")], [lambda: results_path.open("rb")],
+            merged, unfinished, workdir=workdir,
+        )  # fmt: skip
+    memory = rss_figures(baseline)
+    line_bytes = results_path.stat().st_size
+    merged_bytes = merged_path.stat().st_size
+    shutil.rmtree(workdir)
+    if summary.succeeded != 3:
+        raise RuntimeError(f"the long line was not merged: {asdict(summary)}")
+    return {
+        "seconds": watch.seconds,
+        **memory,
+        "line_bytes": line_bytes,
+        "merged_bytes": merged_bytes,
     }
 
 

@@ -24,6 +24,7 @@ TASKS = {
     "results.merge_raw": "benchmarks.results:merge_raw_task",
     "results.stream": "benchmarks.results:stream_task",
     "results.stream_raw": "benchmarks.results:stream_raw_task",
+    "results.long_line": "benchmarks.results:long_line_task",
     "cost.lifecycle": "benchmarks.cost_model:lifecycle_task",
     "validation.stream": "benchmarks.validation_memory:stream_task",
     "validation.dict": "benchmarks.validation_memory:dict_task",

@@ -285,8 +285,9 @@ class BatchdropClient:
             # The round the outcome came from; raw files sit in the job's own folder.
             prefix = str(view.record["results_key"]).removesuffix("results.jsonl")
             names = [f"{prefix}results.jsonl", f"{prefix}summary.json"]
-            if view.record.get("unfinished_key"):  # an empty one means nothing is left to run
-                names.append(str(view.record["unfinished_key"]))
+            for name in ("unfinished_key", "not_succeeded_key"):  # unset: the file is empty
+                if view.record.get(name):
+                    names.append(str(view.record[name]))
             if raw:
                 job_prefix = str(view.record.get("results_prefix") or prefix)
                 names += [key for key in self._keys(f"{job_prefix}raw/")]

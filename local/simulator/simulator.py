@@ -127,6 +127,10 @@ class BatchSimulator:
         this between runs, so that one run's reading does not slow the next)."""
         self._require(self._book).settle_all()
 
+    def leave_out_results(self, *custom_ids: str) -> None:
+        """Leave these requests' result lines out of every batch's output and error files."""
+        self._require(self._book).missing_results.update(custom_ids)
+
     def release(self, batch_id: str) -> None:
         """Let a stuck_validating / stuck_finalizing batch carry on from now."""
         self._require(self._book).release(batch_id)

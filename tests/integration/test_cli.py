@@ -152,6 +152,7 @@ def test_cancel_end_to_end_keeps_partial_results_and_emails_once(
         assert local.sim.batches[batch_id]["status"] == "cancelled"
         assert run(state, "results", job["job_id"], "-o", str(tmp_path / "out")) == 0
         assert (tmp_path / "out" / "unfinished.jsonl").exists()
+        assert (tmp_path / "out" / "not_succeeded.jsonl").exists()
         emails = _wait_for_emails(inbox)
         assert len(emails) == 1
         assert "cancelled" in emails[0]["subject"]

@@ -213,7 +213,7 @@ def test_n_failures_set_the_job_aside_with_one_email_and_the_metric_and_retry_fi
 
     pipeline.clock.advance(TICK_SECONDS)
     assert pipeline.tick()["finished_jobs"] == {job_id: "completed"}
-    assert len(pipeline.read_jsonl("results/held up/results.jsonl")) == 6
+    assert len(pipeline.read_jsonl(pipeline.result(job_id))) == 6
     (done,) = pipeline.inbox.messages()
     assert done["attributes"]["status"] == "completed"
     assert pipeline.active_index() == []

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 import requests
 
 from local.client import BatchdropClient, StackInfo
+from local.inbox import Inbox
+from local.lambda_runtime import Function
+from local.simulator import BatchSimulator
+from local.template_stack import DeployedStack
 from tests.conftest import SIM_API_KEY
 from tests.pipeline import TICK_SECONDS, Pipeline
 from tests.support import jsonl, request_lines
@@ -214,3 +219,91 @@ def test_cancelling_a_job_that_waits_for_token_capacity_does_not_resubmit(
     assert pipeline.sim.count("POST /v1/batches") == 1
     (email,) = pipeline.inbox.messages()
     assert "cancelled" in email["subject"]
+
+
+def test_a_completed_batch_missing_one_request_is_unplaced_and_never_resent(
+    load_function: Callable[..., Function],
+    stack: DeployedStack,
+    openai_sim: BatchSimulator,
+    inbox: Inbox,
+) -> None:
+    pipeline = Pipeline(load_function, stack, openai_sim, inbox, RESUBMIT_UNFINISHED="true")
+    lines = request_lines(6)
+    openai_sim.leave_out_results("req-2")
+    outcome = pipeline.submit("requests/lost.jsonl", jsonl(lines))
+
+    job = pipeline.run(outcome["job_id"])
+
+    assert pipeline.sim.count("POST /v1/batches") == 1  # nothing was sent a second time
+    assert job["status"] == "completed"
+    assert (job["succeeded"], job["unfinished"], job["unplaced"]) == (5, 0, 1)
+    results = pipeline.read_jsonl(pipeline.result(outcome["job_id"]))
+    assert results[2]["status"] == "unplaced"
+    assert results[2]["error"]["code"] == "missing_from_results"
+    assert pipeline.read(pipeline.result(outcome["job_id"], "unfinished.jsonl")) == b""
+    not_succeeded = pipeline.read_jsonl(pipeline.result(outcome["job_id"], "not_succeeded.jsonl"))
+    assert not_succeeded == [lines[2]]
+    summary = json.loads(pipeline.read(pipeline.result(outcome["job_id"], "summary.json")))
+    assert (summary["unfinished"], summary["unplaced"]) == (0, 1)
+    assert summary["unplaced_by_reason"] == {"missing_from_results": 1}
+    (email,) = pipeline.inbox.messages()
+    assert "1 unplaced" in email["body"]
+    assert "did not run" not in email["body"]
+    assert pipeline.result(outcome["job_id"], "not_succeeded.jsonl") in email["body"]
+
+
+def two_per_batch(pipeline: Pipeline) -> None:
+    pipeline.submit_function.module.submitter._limits = {"max_requests": 2}
+
+
+def test_a_failed_part_gets_a_file_of_its_own_and_no_advice_to_upload_everything(
+    pipeline: Pipeline,
+) -> None:
+    two_per_batch(pipeline)
+    pipeline.sim.outcomes.push("completed")
+    pipeline.sim.outcomes.push("token_limit_exceeded", count=7)
+    lines = request_lines(4)
+    outcome = pipeline.submit("requests/halves.jsonl", jsonl(lines))
+    assert len(outcome["batch_ids"]) == 2
+
+    job = pipeline.run(outcome["job_id"], max_ticks=400)
+
+    assert job["status"] == "failed"
+    assert (job["succeeded"], job["unfinished"]) == (2, 2)
+    not_succeeded = pipeline.read_jsonl(pipeline.result(outcome["job_id"], "not_succeeded.jsonl"))
+    assert not_succeeded == lines[2:]
+    summary = json.loads(pipeline.read(pipeline.result(outcome["job_id"], "summary.json")))
+    assert summary["not_succeeded_key"] == pipeline.result(outcome["job_id"], "not_succeeded.jsonl")
+    (email,) = pipeline.inbox.messages()
+    assert pipeline.result(outcome["job_id"], "not_succeeded.jsonl") in email["body"]
+    assert "upload the file again" not in email["body"]
+    assert "not_succeeded.jsonl" in email["body"].split("What to do next:")[1]
+
+
+def test_resubmit_unfinished_follows_up_only_the_part_that_failed_for_a_retryable_reason(
+    load_function: Callable[..., Function],
+    stack: DeployedStack,
+    openai_sim: BatchSimulator,
+    inbox: Inbox,
+) -> None:
+    pipeline = Pipeline(load_function, stack, openai_sim, inbox, RESUBMIT_UNFINISHED="true")
+    two_per_batch(pipeline)
+    openai_sim.outcomes.push("completed")
+    openai_sim.outcomes.push("token_limit_exceeded", count=7)
+    lines = request_lines(4)
+    outcome = pipeline.submit("requests/again.jsonl", jsonl(lines))
+
+    job = pipeline.run(outcome["job_id"], max_ticks=400)
+
+    assert job["status"] == "completed"
+    assert job["succeeded"] == 4
+    parts = sorted(pipeline.parts(outcome["job_id"]), key=lambda p: p["index"])
+    assert [p["kind"] for p in parts] == ["part", "part", "follow_up"]
+    follow_up_input = openai_sim.file_bytes(parts[2]["file_id"])
+    assert [json.loads(line)["custom_id"] for line in follow_up_input.splitlines()] == [
+        "req-2",
+        "req-3",
+    ]  # the failed part's requests, never the completed part's
+    assert pipeline.read(pipeline.result(outcome["job_id"], "not_succeeded.jsonl")) == b""
+    (email,) = inbox.messages()
+    assert "completed, 4/4 ok" in email["subject"]

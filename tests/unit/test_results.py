@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from batchdrop import results
+from batchdrop.fates import FollowUpRound
 from batchdrop.lines import Readable
-from batchdrop.results import MergeSummary, merge_in_input_order
+from batchdrop.results import MergeSummary, PartInput, ResultFile, merge_in_input_order
 
 
 def request(custom_id: str) -> dict[str, Any]:
@@ -75,12 +76,23 @@ def ids(count: int, prefix: str = "req") -> list[str]:
 
 def merge(
     parts: Sequence[Sequence[str]],
-    result_files: Sequence[Sequence[dict[str, Any]] | bytes],
+    result_files: Sequence[Sequence[dict[str, Any]] | bytes | ResultFile],
     workdir: Path,
+    *,
+    batch_status: str | Sequence[str] = "expired",
     **options: Any,
 ) -> tuple[MergeSummary, list[dict[str, Any]], bytes]:
-    inputs = [Opener(jsonl([request(custom_id) for custom_id in part])) for part in parts]
-    outputs = [Opener(f if isinstance(f, bytes) else jsonl(f)) for f in result_files]
+    """Merge `parts` (each an expired batch unless `batch_status` says otherwise); the result
+    files belong to no known part unless given as ResultFile."""
+    statuses = [batch_status] * len(parts) if isinstance(batch_status, str) else batch_status
+    inputs = [
+        PartInput(Opener(jsonl([request(custom_id) for custom_id in part])), status)
+        for part, status in zip(parts, statuses, strict=True)
+    ]
+    outputs = [
+        f if isinstance(f, ResultFile) else Opener(f if isinstance(f, bytes) else jsonl(f))
+        for f in result_files
+    ]
     merged, unfinished = io.BytesIO(), io.BytesIO()
     summary = merge_in_input_order(inputs, outputs, merged, unfinished, workdir=workdir, **options)
     lines = [json.loads(line) for line in merged.getvalue().splitlines()]
@@ -264,28 +276,203 @@ def test_a_failure_is_preferred_over_an_expiry(tmp_path: Path) -> None:
     assert unfinished == b""
 
 
-def test_results_that_cannot_be_placed_are_counted_and_skipped(tmp_path: Path) -> None:
+def test_results_that_cannot_be_placed_are_counted_and_listed_with_reasons(tmp_path: Path) -> None:
     stray = jsonl([succeeded("not-in-the-input"), succeeded("a"), {"no": "custom_id"}])
     garbage = b"not json\n\n[1, 2]\n" + b"{" * 100 + b"\n"
 
-    summary, lines, _ = merge([["a", "b"]], [stray + garbage], tmp_path)
+    summary, lines, unfinished = merge([["a", "b"]], [stray + garbage], tmp_path)
 
-    assert [line["status"] for line in lines] == ["succeeded", "unfinished"]
+    # An unreadable line of an expired batch may be b's: b may have run, so it is not resent.
+    assert [line["status"] for line in lines] == ["succeeded", "unplaced"]
+    assert lines[1]["error"]["code"] == "missing_beside_unreadable_results"
+    assert unfinished == b""
     assert summary.unmatched_results == 1
     assert summary.unreadable_results == 4
     assert summary.total == 2
+    assert (summary.unplaced, summary.unplaced_by_reason) == (
+        1,
+        {"missing_beside_unreadable_results": 1},
+    )
+    assert [(r["reason"], r["line"], r["custom_id"]) for r in summary.unplaced_results] == [
+        ("unknown_custom_id", 1, "not-in-the-input"),
+        ("unreadable_result_line", 3, None),
+        ("unreadable_result_line", 4, None),
+        ("unreadable_result_line", 6, None),
+        ("unreadable_result_line", 7, None),
+    ]
 
 
-def test_a_result_line_over_the_limit_is_unreadable_not_fatal(tmp_path: Path) -> None:
-    huge = succeeded("a") | {"response": {"status_code": 200, "body": {"x": "y" * 5000}}}
-
+def test_a_completed_batch_missing_a_request_leaves_it_unplaced_never_unfinished(
+    tmp_path: Path,
+) -> None:
     summary, lines, unfinished = merge(
-        [["a", "b"]], [[huge, succeeded("b")]], tmp_path, max_result_line_bytes=1000
+        [["a", "b", "c"]], [[succeeded("a"), succeeded("c")]], tmp_path, batch_status="completed"
     )
 
-    assert [line["status"] for line in lines] == ["unfinished", "succeeded"]
-    assert summary.unreadable_results == 1
-    assert unfinished == jsonl([request("a")])
+    assert lines[1] == {
+        "line": 2,
+        "custom_id": "b",
+        "status": "unplaced",
+        "status_code": None,
+        "response": None,
+        "error": {"code": "missing_from_results", "message": lines[1]["error"]["message"]},
+    }
+    assert unfinished == b""  # never sent again: it may have run, and been paid for
+    assert (summary.unfinished, summary.unplaced) == (0, 1)
+    assert summary.unplaced_by_reason == {"missing_from_results": 1}
+
+
+def test_an_unreadable_line_taints_only_its_own_part(tmp_path: Path) -> None:
+    files = [
+        ResultFile(Opener(jsonl([succeeded("a-0")]) + b"not json\n"), part=0),
+        ResultFile(Opener(jsonl([succeeded("b-0")])), part=1),
+    ]
+
+    _, lines, unfinished = merge([ids(2, "a"), ids(2, "b")], files, tmp_path)
+
+    assert [line["status"] for line in lines] == [
+        "succeeded", "unplaced", "succeeded", "unfinished",
+    ]  # fmt: skip
+    assert unfinished == jsonl([request("b-1")])
+
+
+def test_the_requests_of_a_failed_batch_are_failed_unless_it_can_be_retried(
+    tmp_path: Path,
+) -> None:
+    parts = [
+        PartInput(Opener(jsonl([request("a")])), "failed", "invalid_model"),
+        PartInput(Opener(jsonl([request("b")])), "failed", "token_limit_exceeded"),
+        PartInput(Opener(jsonl([request("c")])), "completed"),
+    ]
+    merged, unfinished, not_succeeded = io.BytesIO(), io.BytesIO(), io.BytesIO()
+
+    summary = merge_in_input_order(
+        parts, [Opener(jsonl([succeeded("c")]))], merged, unfinished,
+        workdir=tmp_path, not_succeeded=not_succeeded,
+    )  # fmt: skip
+
+    lines = [json.loads(line) for line in merged.getvalue().splitlines()]
+    assert [line["status"] for line in lines] == ["failed", "unfinished", "succeeded"]
+    assert lines[0]["error"]["code"] == "invalid_model"
+    assert lines[1]["error"]["code"] == "token_limit_exceeded"
+    assert summary.failed_by_code == {"invalid_model": 1}
+    assert unfinished.getvalue() == jsonl([request("b")])  # it never ran: it may go again
+    assert not_succeeded.getvalue() == jsonl([request("a"), request("b")])
+
+
+def test_not_succeeded_holds_every_request_that_did_not_succeed_in_input_order(
+    tmp_path: Path,
+) -> None:
+    custom_ids = ["ok", "bad", "expired", "gone"]
+    results = [
+        succeeded("ok"),
+        http_failure("bad", 400, "x"),
+        never_ran("expired", "batch_expired"),
+    ]
+    inputs = [PartInput(Opener(jsonl([request(c) for c in custom_ids])), "completed")]
+    not_succeeded = io.BytesIO()
+
+    summary = merge_in_input_order(
+        inputs, [Opener(jsonl(results))], io.BytesIO(), io.BytesIO(),
+        workdir=tmp_path, not_succeeded=not_succeeded,
+    )  # fmt: skip
+
+    assert not_succeeded.getvalue() == jsonl([request(c) for c in ("bad", "expired", "gone")])
+    assert (summary.failed, summary.unfinished, summary.unplaced) == (1, 1, 1)
+
+
+def test_a_request_missing_from_a_completed_follow_up_is_not_sent_a_third_time(
+    tmp_path: Path,
+) -> None:
+    round_zero = ResultFile(Opener(jsonl([succeeded("a")])), part=0)
+    # Round 1 held b and c; it completed, c's result came back and b's did not.
+    round_one = ResultFile(Opener(jsonl([succeeded("c")])), round=1)
+    rounds = [FollowUpRound(not_run=False)]
+
+    _, lines, unfinished = merge(
+        [["a", "b", "c"]], [round_zero, round_one], tmp_path, follow_up_rounds=rounds
+    )
+
+    assert [line["status"] for line in lines] == ["succeeded", "unplaced", "succeeded"]
+    assert lines[1]["error"]["code"] == "missing_from_results"
+    assert unfinished == b""
+
+
+def test_a_request_a_follow_up_reports_as_not_run_stays_unfinished(tmp_path: Path) -> None:
+    def files() -> list[ResultFile]:
+        return [
+            ResultFile(Opener(jsonl([never_ran("b", "batch_expired")])), part=0),
+            ResultFile(Opener(jsonl([never_ran("b", "batch_expired")])), round=1),
+        ]
+
+    rounds = [FollowUpRound(not_run=True), FollowUpRound(not_run=False)]
+
+    _, lines, unfinished = merge([["b", "c"]], files(), tmp_path, follow_up_rounds=rounds[:1])
+    assert [line["status"] for line in lines] == ["unfinished", "unfinished"]
+    assert unfinished == jsonl([request("b"), request("c")])
+
+    # A second round that completed without a word about them: they may have run.
+    _, lines, unfinished = merge([["b", "c"]], files(), tmp_path, follow_up_rounds=rounds)
+    assert [line["status"] for line in lines] == ["unplaced", "unplaced"]
+    assert unfinished == b""
+
+
+def long_result(custom_id: str, size: int) -> dict[str, Any]:
+    """An embeddings result of about `size` bytes."""
+    vectors = [[round(0.001 * (i + j), 6) for j in range(100)] for i in range(size // 900 + 1)]
+    data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
+    body = {"object": "list", "data": data, "model": "m", "usage": {"total_tokens": 3}}
+    return succeeded(custom_id) | {
+        "response": {"status_code": 200, "request_id": "r", "body": body}
+    }
+
+
+def test_a_result_line_over_the_limit_is_streamed_and_merged_as_if_read_whole(
+    tmp_path: Path,
+) -> None:
+    huge = long_result("a", 50_000)
+    failed = http_failure("c", 400, "bad")
+    failed["response"]["body"]["padding"] = "z" * 5000
+    results = [[huge, succeeded("b"), failed]]
+
+    streamed = merge([["a", "b", "c"]], results, tmp_path, max_result_line_bytes=1000)
+    whole = merge([["a", "b", "c"]], results, tmp_path)
+
+    assert streamed == whole
+    assert streamed[1][0]["response"] == huge["response"]["body"]
+    assert streamed[1][2]["error"]["code"] == "bad"
+    assert list(tmp_path.iterdir()) == []  # the bodies' own files went with the spill files
+
+
+def test_a_long_line_is_placed_whatever_the_order_of_its_keys(tmp_path: Path) -> None:
+    huge = long_result("a", 20_000)
+    reordered = {"response": huge["response"], "error": None, "custom_id": "a", "id": "x"}
+
+    _, lines, _ = merge([["a"]], [[reordered]], tmp_path, max_result_line_bytes=1000)
+
+    assert lines[0]["status"] == "succeeded"
+    assert lines[0]["response"] == huge["response"]["body"]
+
+
+def test_long_lines_that_cannot_be_read_are_unplaced_with_reasons(tmp_path: Path) -> None:
+    whole = json.dumps(long_result("a", 20_000)).encode()
+    cut_short = whole[: len(whole) // 2] + b"\n"  # its custom_id was read, its end never came
+    no_id = json.dumps(long_result("b", 20_000) | {"custom_id": 7}).encode() + b"\n"
+    stranger = json.dumps(long_result("zzz", 20_000)).encode() + b"\n"
+    file = ResultFile(Opener(cut_short + no_id + stranger), part=0)
+
+    summary, lines, unfinished = merge(
+        [["a", "b"]], [file], tmp_path, batch_status="completed", max_result_line_bytes=1000
+    )
+
+    assert [line["status"] for line in lines] == ["unplaced", "unplaced"]
+    assert lines[0]["error"]["code"] == "unreadable_result_line"
+    assert lines[1]["error"]["code"] == "missing_beside_unreadable_results"
+    assert unfinished == b""
+    assert [(r["reason"], r["line"]) for r in summary.unplaced_results] == [
+        ("unreadable_result_line", 2),
+        ("unknown_custom_id", 3),
+    ]
 
 
 def test_text_survives_the_round_trip_even_a_lone_surrogate(tmp_path: Path) -> None:

@@ -22,11 +22,18 @@ from aws_lambda_powertools.metrics import MetricUnit
 from batchdrop import SERVICE
 from batchdrop.launch import BatchLauncher, ObjectVersion, batch_metadata
 from batchdrop.lines import IterableReader, Readable
+from batchdrop.merge_inputs import (
+    batch_error,
+    failed_for_good,
+    follow_up_rounds,
+    is_part,
+    round_of,
+)
 from batchdrop.messages import JobOutcome, outcome_notice
 from batchdrop.model import JobStatus, results_folder, results_prefix, round_prefix
 from batchdrop.notices import NoticeOutbox
 from batchdrop.openai_api import OpenAIBatchAPI
-from batchdrop.results import MergeSummary, merge_in_input_order
+from batchdrop.results import MergeSummary, PartInput, ResultFile, merge_in_input_order
 from batchdrop.s3io import S3Objects
 from batchdrop.s3stream import AlreadyWrittenError, S3MultipartWriter, copy_stream
 from batchdrop.store import JobStore
@@ -106,31 +113,34 @@ class JobFinisher:
         bucket = job["source_bucket"]
         job_prefix = self._job_prefix(job)
         prefix = round_prefix(job_prefix, _round(parts))
-        saved = [
-            key
-            for part in parts
-            for kind in ("output", "error")
-            if (key := self._save_raw(bucket, job_prefix, part, kind)) is not None
-        ]
         inputs = [
-            self._input_stream(job, part) for part in parts if part.get("kind", "part") == "part"
+            PartInput(self._input_stream(job, part), str(part["status"]), batch_error(part))
+            for part in parts
+            if is_part(part)
         ]
-        results = [self._s3_stream(bucket, key) for key in saved]
+        results = self._result_files(bucket, job_prefix, parts)
         scratch = Path(tempfile.mkdtemp(prefix="finish-", dir=self._workdir))
         try:
             unfinished_path = scratch / "unfinished.jsonl"
+            not_succeeded_path = scratch / "not_succeeded.jsonl"
             with (
                 suppress(AlreadyWrittenError),  # an earlier attempt of this round wrote it whole
                 S3MultipartWriter(
                     self._objects.client, bucket, f"{prefix}results.jsonl", create_only=True
                 ) as merged,
                 unfinished_path.open("wb") as unfinished,
+                not_succeeded_path.open("wb") as not_succeeded,
             ):
-                summary = merge_in_input_order(inputs, results, merged, unfinished, workdir=scratch)
-            with suppress(AlreadyWrittenError):
-                self._objects.upload_file(
-                    unfinished_path, bucket, f"{prefix}unfinished.jsonl", create_only=True
-                )
+                summary = merge_in_input_order(
+                    inputs, results, merged, unfinished, workdir=scratch,
+                    not_succeeded=not_succeeded, follow_up_rounds=follow_up_rounds(parts),
+                )  # fmt: skip
+            for name, path in (
+                ("unfinished.jsonl", unfinished_path),
+                ("not_succeeded.jsonl", not_succeeded_path),
+            ):
+                with suppress(AlreadyWrittenError):  # written whole by an earlier attempt
+                    self._objects.upload_file(path, bucket, f"{prefix}{name}", create_only=True)
             unfinished_key = f"{prefix}unfinished.jsonl" if summary.unfinished else None
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -169,6 +179,21 @@ class JobFinisher:
             if self._objects.replace_json(bucket, key, pointer, current[1] if current else None):
                 return
         logger.warning("gave up moving the latest pointer", extra={"job_id": job["job_id"]})
+
+    def _result_files(
+        self, bucket: str, prefix: str, parts: list[dict[str, Any]]
+    ) -> list[ResultFile]:
+        """Each batch's saved output and error files, with the part or round they belong to."""
+        positions = {int(part["index"]): n for n, part in enumerate(p for p in parts if is_part(p))}
+        files = []
+        for part in parts:
+            for kind in ("output", "error"):
+                key = self._save_raw(bucket, prefix, part, kind)
+                if key is not None:
+                    position = positions.get(int(part["index"])) if is_part(part) else None
+                    stream = self._s3_stream(bucket, key)
+                    files.append(ResultFile(stream, position, round_of(part)))
+        return files
 
     def _save_raw(self, bucket: str, prefix: str, part: dict[str, Any], kind: str) -> str | None:
         """Stream one of OpenAI's result files into S3 as it is, in constant memory."""
@@ -213,7 +238,8 @@ class JobFinisher:
             self._resubmit_unfinished
             and summary.unfinished > 0
             and not job.get("cancel_requested")
-            and not any(part["status"] == "failed" for part in parts)
+            # A part that failed for good is not sent again; one that may clear is followed up.
+            and not any(failed_for_good(part) for part in parts)
             and rounds < MAX_FOLLOW_UP_ROUNDS
         )
 
@@ -279,10 +305,15 @@ class JobFinisher:
             "succeeded": summary.succeeded,
             "failed": summary.failed,
             "unfinished": summary.unfinished,
+            "unplaced": summary.unplaced,
             "failed_by_code": dict(summary.failed_by_code),
+            "unplaced_by_reason": dict(summary.unplaced_by_reason),
             "usage": usage,
             "results_key": f"{prefix}results.jsonl",
             "unfinished_key": unfinished_key,
+            "not_succeeded_key": (
+                f"{prefix}not_succeeded.jsonl" if summary.total > summary.succeeded else None
+            ),
             "batch_errors": _batch_errors(parts),
             "finished_at": self._store.now(),
         }
@@ -290,6 +321,7 @@ class JobFinisher:
             self._objects.put_json(job["source_bucket"], f"{prefix}summary.json", {
                 "job_id": job["job_id"],
                 "source": f"s3://{job['source_bucket']}/{job['source_key']}", **record,
+                "unplaced_results": summary.unplaced_results,  # bounded; counted in full above
             }, create_only=True)  # fmt: skip
         self._store.update_job(
             job["job_id"], record, expected_status=JobStatus.ACTIVE, finished=True
@@ -302,6 +334,7 @@ class JobFinisher:
     def _notice(self, job: dict[str, Any]) -> Any:
         bucket = job["source_bucket"]
         unfinished_key = job.get("unfinished_key")
+        not_succeeded_key = job.get("not_succeeded_key")
         return outcome_notice(
             JobOutcome(
                 filename=str(job["filename"]),
@@ -325,6 +358,13 @@ class JobFinisher:
                 not_submitted_from_line=(
                     int(job["not_submitted_from_line"]) if job.get("not_submitted_parts") else None
                 ),
+                unplaced=int(job.get("unplaced", 0)),
+                unplaced_by_reason={
+                    k: int(v) for k, v in job.get("unplaced_by_reason", {}).items()
+                },
+                not_succeeded_uri=f"s3://{bucket}/{not_succeeded_key}"
+                if not_succeeded_key
+                else None,
             )
         )
 
@@ -336,7 +376,13 @@ def _round(parts: list[dict[str, Any]]) -> int:
 
 def _outcome(parts: list[dict[str, Any]], summary: MergeSummary) -> str:
     statuses = {part["status"] for part in parts}
-    if "failed" in statuses:
+    latest = max(round_of(part) for part in parts)
+    # A part that failed for a reason that clears, and was followed up since, is settled by
+    # its follow-up: the job failed only if a failed part still speaks for its requests.
+    if any(
+        part["status"] == "failed" and (failed_for_good(part) or round_of(part) == latest)
+        for part in parts
+    ):
         return JobStatus.FAILED
     if summary.unfinished:
         return JobStatus.CANCELLED if "cancelled" in statuses else JobStatus.EXPIRED

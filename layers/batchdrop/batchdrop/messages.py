@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from batchdrop.notifier import Notice
@@ -75,6 +75,11 @@ class JobOutcome:
     batch_errors: Sequence[Mapping[str, Any]] = ()
     batch_count: int = 1
     not_submitted_from_line: int | None = None  # a submission that gave up part way
+    # Requests whose result could not be placed: they may have run, so they are never resent.
+    unplaced: int = 0
+    unplaced_by_reason: Mapping[str, int] = field(default_factory=dict)
+    # Every request that did not succeed (failed, unfinished, unplaced), ready to upload alone.
+    not_succeeded_uri: str | None = None
 
 
 _HEADLINES = {
@@ -93,7 +98,8 @@ def outcome_notice(job: JobOutcome) -> Notice:
         f"Outcome:     {job.outcome}"
         + (f" ({job.batch_count} batches)" if job.batch_count > 1 else ""),
         f"Requests:    {job.total:,} total, {job.succeeded:,} succeeded, {job.failed:,} failed"
-        + (f", {job.unfinished:,} unfinished" if job.unfinished else ""),
+        + (f", {job.unfinished:,} unfinished" if job.unfinished else "")
+        + (f", {job.unplaced:,} unplaced" if job.unplaced else ""),
         f"Duration:    {_duration(job.finished_at - job.started_at)}",
         f"Tokens:      {job.usage.get('input_tokens', 0):,} in, "
         f"{job.usage.get('output_tokens', 0):,} out, {job.usage.get('total_tokens', 0):,} total",
@@ -107,6 +113,13 @@ def outcome_notice(job: JobOutcome) -> Notice:
             "",
             "Requests that did not run, ready to submit again:",
             f"  {job.unfinished_uri}",
+        ]
+    lines += _unplaced_lines(job)
+    if job.not_succeeded_uri:
+        lines += [
+            "",
+            "Every request that did not succeed, and only those, ready to upload on its own:",
+            f"  {job.not_succeeded_uri}",
         ]
     if job.not_submitted_from_line:
         lines += [
@@ -243,15 +256,34 @@ What happens next: {after}
     )
 
 
+def _unplaced_lines(job: JobOutcome) -> list[str]:
+    if not job.unplaced:
+        return []
+    reasons = ", ".join(f"{code}: {n:,}" for code, n in sorted(job.unplaced_by_reason.items()))
+    return [
+        "",
+        f"Unplaced: {job.unplaced:,} requests whose result could not be matched ({reasons}).",
+        "They may have run and been charged, so batchdrop never sends them again itself;",
+        "summary.json lists the result lines it could not place.",
+    ]
+
+
 def _next_step(job: JobOutcome) -> str:
     if job.outcome == "failed":
+        # Only what did not succeed: uploading the whole file would pay again for what did.
+        again = (
+            f"upload {job.not_succeeded_uri} (only the requests that did not succeed) under "
+            f"{job.input_prefix}"
+            if job.not_succeeded_uri
+            else f"upload the file again under {job.input_prefix}"
+        )
         codes = {str(error.get("code")) for error in job.batch_errors}
         if "token_limit_exceeded" in codes:
             return (
                 "your organisation's enqueued-token limit stayed full through every retry; "
-                f"upload the file again under {job.input_prefix} once other batches finish."
+                f"{again} once other batches finish."
             )
-        return f"fix what OpenAI reported above and upload the file again under {job.input_prefix}."
+        return f"fix what OpenAI reported above, then {again}."
     if job.unfinished and job.unfinished_uri:
         return f"copy the unfinished requests file into {job.input_prefix} to run just those."
     if job.failed:

@@ -1,0 +1,52 @@
+"""What the merge must know of a job's batch records: how each batch ended, and its round.
+
+The merge decides which requests may be sent again from how their batch ended (`fates.py`), so
+each part's input goes with its batch's status, each result file with its part or round, and
+each follow-up round with whether all of its batches left their absent requests unrun.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from batchdrop.fates import NOT_RUN_BATCH_STATUSES, RETRYABLE_BATCH_ERRORS, FollowUpRound
+
+
+def is_part(record: dict[str, Any]) -> bool:
+    """A part of the dropped file, as against a follow-up batch of its unfinished requests."""
+    return bool(record.get("kind", "part") == "part")
+
+
+def batch_error(record: dict[str, Any]) -> str | None:
+    """A failed batch's first error code (None for any other batch)."""
+    if record.get("status") != "failed":
+        return None
+    data = (record.get("openai", {}).get("errors") or {}).get("data") or []
+    codes = [str(error.get("code")) for error in data if error.get("code")]
+    return codes[0] if codes else None
+
+
+def failed_for_good(record: dict[str, Any]) -> bool:
+    """A failed batch whose requests sending again would not help."""
+    return record.get("status") == "failed" and batch_error(record) not in RETRYABLE_BATCH_ERRORS
+
+
+def round_of(record: dict[str, Any]) -> int:
+    return int(record.get("round", 0))
+
+
+def follow_up_rounds(records: Sequence[dict[str, Any]]) -> list[FollowUpRound]:
+    """Rounds 1, 2, ... of follow-ups, each not run when none of its batches ran anything."""
+    latest = max((round_of(record) for record in records), default=0)
+    return [
+        FollowUpRound(
+            not_run=all(
+                record.get("status") in NOT_RUN_BATCH_STATUSES
+                or (record.get("status") == "failed" and not failed_for_good(record))
+                for record in records
+                if round_of(record) == number
+            )
+        )
+        for number in range(1, latest + 1)
+    ]
