@@ -257,7 +257,7 @@ class BatchBook:
 
         batch_id = self.ids.batch()
         input_path = self.files.link_copy(source, f"{batch_id}-input")
-        outcome = self.outcomes.pop()
+        outcome = self.outcomes.pop(metadata)
         with self._lock:
             record = BatchRecord(
                 id=batch_id,
@@ -401,6 +401,8 @@ class BatchBook:
             failures.open("w", encoding="utf-8") as err_out,
         ):
             for position, line in enumerate(record.order):
+                if position < min(record.facts.outcome.missing_lines, snap.finished):
+                    continue  # lost by OpenAI: in neither file
                 if position < snap.finished:
                     created = started + position * int(self.timings.in_progress) // len(
                         record.order
