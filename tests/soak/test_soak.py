@@ -32,6 +32,10 @@ AWAITING: dict[str, str] = {
         "issue 11 item 4: a request missing from both files of a completed batch counts as "
         "unfinished today and ResubmitUnfinished sends it again"
     ),
+    "results_never_overwritten": (
+        "issue 11 item 6: a new version of the same key writes into the same results/<name>/ "
+        "folder and rewrites the earlier job's results.jsonl and summary.json"
+    ),
 }
 
 
