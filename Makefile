@@ -14,7 +14,7 @@ PIP_QUIET := --quiet --disable-pip-version-check
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help dev lint typecheck cfn-lint sam-validate sam-build checkov unit integration contract pytest test demo bench clean
+.PHONY: help dev lint typecheck cfn-lint sam-validate sam-build checkov unit integration contract soak pytest test demo bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -70,6 +70,14 @@ integration: $(VENV)/.installed ## moto + simulator tests
 
 contract: $(VENV)/.installed ## the openai SDK against the simulator
 	$(BIN)/pytest tests/contract
+
+# `make test` runs the soak on a fixed seed (tests/soak/conftest.py). Here SEED defaults to one
+# from the clock, printed first, so that repeated soaks explore; `make soak SEED=n` replays one.
+SEED ?= $(shell date +%s)
+JOBS ?= 200
+soak: $(VENV)/.installed ## seeded fault soak (SEED=n replays a run, JOBS=5000 runs longer)
+	@echo "soak: SEED=$(SEED) JOBS=$(JOBS)"
+	SOAK_SEED=$(SEED) SOAK_JOBS=$(JOBS) $(BIN)/pytest tests/soak -p no:logging -s
 
 pytest: $(VENV)/.installed ## the whole pytest suite
 	$(BIN)/pytest

@@ -260,7 +260,7 @@ class BatchBook:
 
         batch_id = self.ids.batch()
         input_path = self.files.link_copy(source, f"{batch_id}-input")
-        outcome = self.outcomes.pop()
+        outcome = self.outcomes.pop(metadata)
         with self._lock:
             record = BatchRecord(
                 id=batch_id,
@@ -405,7 +405,9 @@ class BatchBook:
         ):
             for position, line in enumerate(record.order):
                 if line.custom_id in self.missing_results:
-                    continue
+                    continue  # left out by a test: in neither file
+                if position < min(record.facts.outcome.missing_lines, snap.finished):
+                    continue  # lost by OpenAI: in neither file
                 if position < snap.finished:
                     created = started + position * int(self.timings.in_progress) // len(
                         record.order

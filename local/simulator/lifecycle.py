@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 OUTCOMES = (
@@ -54,24 +55,43 @@ class Timings:
 class Outcome:
     kind: str = "completed"
     finished_fraction: float = 0.5
+    # How many finished requests (the first in processing order) OpenAI loses: they appear in
+    # neither the output nor the error file, as real batches have been seen to do.
+    missing_lines: int = 0
+
+
+# Picks a batch's outcome from its metadata when it is created; None falls back to the queue.
+OutcomeChooser = Callable[[dict[str, str] | None], Outcome | None]
 
 
 class OutcomeQueue:
-    """Scripted outcomes for the next created batches, first in first out."""
+    """Scripted outcomes for the next created batches, first in first out; or, when a chooser
+    is set, picked per batch from its metadata, so that concurrent creates (a soak's many jobs)
+    get the outcome scripted for their own job whatever order they arrive in."""
 
     def __init__(self) -> None:
         self._queue: deque[Outcome] = deque()
         self._lock = threading.Lock()
+        self._chooser: OutcomeChooser | None = None
 
-    def push(self, kind: str, count: int = 1, finished_fraction: float = 0.5) -> None:
-        if kind not in OUTCOMES:
-            raise ValueError(f"unknown outcome {kind!r}; expected one of {OUTCOMES}")
-        if not 0.0 <= finished_fraction <= 1.0:
-            raise ValueError("finished_fraction must be within [0, 1]")
+    def choose_with(self, chooser: OutcomeChooser | None) -> None:
+        """Pick each created batch's outcome with `chooser` (None: the queue alone)."""
         with self._lock:
-            self._queue.extend(Outcome(kind, finished_fraction) for _ in range(count))
+            self._chooser = chooser
 
-    def pop(self) -> Outcome:
+    def push(
+        self, kind: str, count: int = 1, finished_fraction: float = 0.5, missing_lines: int = 0
+    ) -> None:
+        outcome = checked_outcome(kind, finished_fraction, missing_lines)
+        with self._lock:
+            self._queue.extend(outcome for _ in range(count))
+
+    def pop(self, metadata: dict[str, str] | None = None) -> Outcome:
+        with self._lock:
+            chooser = self._chooser
+        chosen = chooser(metadata) if chooser is not None else None
+        if chosen is not None:
+            return checked_outcome(chosen.kind, chosen.finished_fraction, chosen.missing_lines)
         with self._lock:
             return self._queue.popleft() if self._queue else Outcome()
 
@@ -82,6 +102,16 @@ class OutcomeQueue:
     def __len__(self) -> int:
         with self._lock:
             return len(self._queue)
+
+
+def checked_outcome(kind: str, finished_fraction: float, missing_lines: int) -> Outcome:
+    if kind not in OUTCOMES:
+        raise ValueError(f"unknown outcome {kind!r}; expected one of {OUTCOMES}")
+    if not 0.0 <= finished_fraction <= 1.0:
+        raise ValueError("finished_fraction must be within [0, 1]")
+    if missing_lines < 0:
+        raise ValueError("missing_lines cannot be negative")
+    return Outcome(kind, finished_fraction, missing_lines)
 
 
 @dataclass

@@ -16,7 +16,16 @@ from openai.types.responses import Response
 from local.simulator import BatchSimulator, batches
 from local.simulator.validation import InputScan
 
-from .batch_inputs import Endpoint, chat_line, finish, line_for, result_lines, submit
+from .batch_inputs import (
+    Endpoint,
+    chat_line,
+    finish,
+    jsonl,
+    line_for,
+    result_lines,
+    submit,
+    upload,
+)
 
 START = 1_700_000_000
 
@@ -293,3 +302,35 @@ def test_create_answers_while_the_file_is_still_being_read(
     assert running.request_counts is not None
     assert running.request_counts.total == 2
     assert running.model == "gpt-4o-mini"
+
+
+def test_a_chooser_picks_each_batch_outcome_from_its_metadata(
+    sim: BatchSimulator, client: OpenAI
+) -> None:
+    """Concurrent creates get their own scripted outcome, whatever order they arrive in."""
+    failing = batches.Outcome("all_failed")
+    sim.outcomes.choose_with(lambda meta: failing if (meta or {}).get("job") == "b" else None)
+    created = {
+        job: client.batches.create(
+            input_file_id=upload(client, jsonl([chat_line(job)])).id,
+            endpoint="/v1/chat/completions",
+            completion_window="24h",
+            metadata={"job": job},
+        )
+        for job in ("b", "a")
+    }
+    sim.clock.advance(3600)
+    done = {job: client.batches.retrieve(batch.id) for job, batch in created.items()}
+
+    assert done["a"].output_file_id is not None
+    assert (done["b"].status, done["b"].output_file_id) == ("completed", None)
+
+
+def test_lines_missing_from_both_files(sim: BatchSimulator, client: OpenAI) -> None:
+    sim.outcomes.push("completed", missing_lines=2)
+    done = finish(sim, client, submit(client, [chat_line(f"r{i}") for i in range(5)]))
+
+    assert done.request_counts is not None
+    assert done.request_counts.completed == 5  # OpenAI counts them, then loses them
+    assert len(result_lines(client, done.output_file_id)) == 3
+    assert done.error_file_id is None
