@@ -14,7 +14,7 @@ PIP_QUIET := --quiet --disable-pip-version-check
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help dev lint typecheck cfn-lint sam-validate sam-build checkov unit integration contract soak pytest test demo bench clean
+.PHONY: help dev lint typecheck cfn-lint sam-validate sam-build checkov unit integration contract soak soak-ci pytest test demo bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -71,16 +71,27 @@ integration: $(VENV)/.installed ## moto + simulator tests
 contract: $(VENV)/.installed ## the openai SDK against the simulator
 	$(BIN)/pytest tests/contract
 
-# `make test` runs the soak on a fixed seed (tests/soak/conftest.py). Here SEED defaults to one
-# from the clock, printed first, so that repeated soaks explore; `make soak SEED=n` replays one.
+# Here SEED defaults to one from the clock, printed first, so that repeated soaks explore;
+# `make soak SEED=n JOBS=m` replays one exactly (a failure prints that command).
 SEED ?= $(shell date +%s)
 JOBS ?= 200
 soak: $(VENV)/.installed ## seeded fault soak (SEED=n replays a run, JOBS=5000 runs longer)
 	@echo "soak: SEED=$(SEED) JOBS=$(JOBS)"
 	SOAK_SEED=$(SEED) SOAK_JOBS=$(JOBS) $(BIN)/pytest tests/soak -p no:logging -s
 
-pytest: $(VENV)/.installed ## the whole pytest suite
-	$(BIN)/pytest
+# `make test`'s soak: 200 jobs as two fixed-seed shards of 100, one per core, so it takes about
+# half the time of one 200-job run. The soak is one Python process bound by moto's CPU.
+CI_SOAK_SEEDS := 11 12
+CI_SOAK_JOBS := 100
+soak-ci: $(VENV)/.installed ## the soak as make test runs it (two seeded shards at once)
+	pids=(); for seed in $(CI_SOAK_SEEDS); do \
+	  SOAK_SEED=$$seed SOAK_JOBS=$(CI_SOAK_JOBS) $(BIN)/pytest tests/soak -p no:logging -s & \
+	  pids+=($$!); done; \
+	for pid in "$${pids[@]}"; do wait $$pid; done
+
+pytest: $(VENV)/.installed ## every test, then the soak
+	$(BIN)/pytest --ignore=tests/soak
+	$(MAKE) --no-print-directory soak-ci
 
 test: lint typecheck cfn-lint sam-validate sam-build checkov pytest ## everything CI checks
 

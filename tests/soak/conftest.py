@@ -12,7 +12,7 @@ from batchdrop import runtime
 from local.simulator import BatchSimulator, Timings
 from tests.conftest import SIM_API_KEY
 
-DEFAULT_SEED = 11  # `make test`: a fixed seed, so CI is red only when the code changed
+DEFAULT_SEED = 11  # a fixed seed, so a plain run is red only when the code changed
 DEFAULT_JOBS = 200
 IN_PROGRESS_SECONDS = 300  # a batch that runs well ends 420 s after its create: two ticks
 COMPLETION_WINDOW_SECONDS = 1800

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
+from botocore.exceptions import ClientError
 
 from batchdrop import runtime
 from batchdrop.model import SourceObject
@@ -383,9 +384,9 @@ class Soak:
                 continue
             for key in results_objects(job) if "results_key" in job else []:
                 if (job["job_id"], key) not in self.seen.results_when_ended:
-                    versions = object_versions(s3, self.bucket, key)
-                    if versions:
-                        self.seen.results_when_ended[(job["job_id"], key)] = versions[0]
+                    current = latest_version(s3, self.bucket, key)
+                    if current:
+                        self.seen.results_when_ended[(job["job_id"], key)] = current
             if _ended_and_emailed(job):
                 self._done.add(str(job["job_id"]))
 
@@ -412,12 +413,14 @@ def results_objects(job: dict[str, Any]) -> list[str]:
     return keys
 
 
-def object_versions(s3: Any, bucket: str, key: str) -> list[tuple[str, str]]:
-    """(version id, etag) of every version of `key`, newest first."""
-    listed = s3.list_object_versions(Bucket=bucket, Prefix=key).get("Versions", [])
-    mine = [v for v in listed if v["Key"] == key]
-    mine.sort(key=lambda v: (not v["IsLatest"], -v["LastModified"].timestamp()))
-    return [(v["VersionId"], v["ETag"]) for v in mine]
+def latest_version(s3: Any, bucket: str, key: str) -> tuple[str, str] | None:
+    """(version id, etag) of the object's current version, or None when there is none. Any
+    write after it, even of the same bytes, makes a new current version."""
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key)
+    except ClientError:
+        return None
+    return str(head["VersionId"]), str(head["ETag"])
 
 
 def _scan(table: Any) -> list[dict[str, Any]]:

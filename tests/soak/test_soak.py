@@ -19,24 +19,9 @@ from local.lambda_runtime import Function
 from local.simulator import BatchSimulator
 from local.template_stack import DeployedStack
 from tests.conftest import SleepRecorder
-from tests.soak.conftest import DEFAULT_JOBS
 from tests.soak.faults import plan_soak
 from tests.soak.harness import Soak
 from tests.soak.invariants import Evidence, check_all, sim_batches
-
-# The switch: promises that cannot hold until a colleague's change lands. Each is still
-# checked; the run fails if one of them *holds* on a full-size run, so that the entry is
-# removed the moment the fix arrives. Remove an entry to make its promise binding.
-AWAITING: dict[str, str] = {
-    "nothing_missing_from_a_completed_batch_is_sent_again": (
-        "issue 11 item 4: a request missing from both files of a completed batch counts as "
-        "unfinished today and ResubmitUnfinished sends it again"
-    ),
-    "results_never_overwritten": (
-        "issue 11 item 6: a new version of the same key writes into the same results/<name>/ "
-        "folder and rewrites the earlier job's results.jsonl and summary.json"
-    ),
-}
 
 
 def test_seeded_fault_soak(
@@ -66,7 +51,7 @@ def test_seeded_fault_soak(
         bucket=soak.bucket,
     )
     print(_figures(soak, evidence, time.monotonic() - started), flush=True)
-    _judge(check_all(evidence), soak_seed, soak_jobs, replay)
+    _judge(check_all(evidence), soak_seed, replay)
 
 
 def _figures(soak: Soak, evidence: Evidence, seconds: float) -> str:
@@ -85,14 +70,11 @@ def openai_sim_calls(soak: Soak) -> int:
     return len(soak.sim.calls)
 
 
-def _judge(results: dict[str, list[str]], seed: int, jobs: int, replay: str) -> None:
-    broken = {name: found for name, found in results.items() if found and name not in AWAITING}
-    for name, reason in AWAITING.items():
-        state = f"still broken ({len(results[name])})" if results[name] else "HOLDS"
-        print(f"soak: awaiting {name}: {state}; {reason}")
-    fixed = [name for name in AWAITING if not results[name] and jobs >= DEFAULT_JOBS]
+def _judge(results: dict[str, list[str]], seed: int, replay: str) -> None:
+    """Every promise binds: a broken one fails the run with what broke it and how to replay."""
     lines = [
-        f"seed {seed}: {name}:\n  " + "\n  ".join(found[:20]) for name, found in broken.items()
+        f"seed {seed}: {name}:\n  " + "\n  ".join(found[:20])
+        for name, found in results.items()
+        if found
     ]
-    lines += [f"seed {seed}: {name} now holds: remove it from AWAITING" for name in fixed]
     assert not lines, "\n".join(lines) + f"\nreplay with: {replay}"
