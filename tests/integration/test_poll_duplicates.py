@@ -3,11 +3,16 @@ the batch recorded on its part is cancelled at once, recorded on the part, and c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import requests
 
+from local.inbox import Inbox
+from local.lambda_runtime import Function
+from local.simulator import BatchSimulator
+from local.template_stack import DeployedStack
 from tests.conftest import SIM_API_KEY
 from tests.integration.test_observability import emitted_metrics
 from tests.pipeline import Pipeline
@@ -107,3 +112,35 @@ def test_a_failing_safety_net_does_not_stop_the_tick(
     assert pipeline.sim.count("GET /v1/batches/{batch_id}") == 1
     assert emitted_metrics(capsys.readouterr().out)["DuplicateSweepFailed"] == 1
     assert pipeline.parts(part["job_id"])[0]["batch_id"] == part["batch_id"]
+
+
+def test_what_a_duplicate_ran_before_it_could_be_cancelled_counts_and_is_never_resent(
+    load_function: Callable[..., Function],
+    stack: DeployedStack,
+    openai_sim: BatchSimulator,
+    inbox: Inbox,
+) -> None:
+    """The recorded batch expires having run nothing, while a duplicate of it (a create that
+    landed later than every look for it) ran every request before any tick saw it: those
+    results are the job's, and ResubmitUnfinished must not pay for them again."""
+    pipeline = Pipeline(load_function, stack, openai_sim, inbox, RESUBMIT_UNFINISHED="true")
+    openai_sim.outcomes.push("expired", finished_fraction=0.0)  # the recorded batch
+    openai_sim.outcomes.push("completed")  # its duplicate
+    part = submitted_part(pipeline, "requests/paid.jsonl")
+    metadata = pipeline.sim.batches[part["batch_id"]]["metadata"]
+    duplicate = create_on_openai(pipeline, part["file_id"], metadata)
+    pipeline.clock.advance(25 * 3600)  # both have ended before any tick
+
+    job = pipeline.run(part["job_id"])
+
+    assert job["status"] == "completed"
+    assert (job["succeeded"], job["unfinished"]) == (3, 0)
+    assert pipeline.sim.count("POST /v1/batches") == 2  # no follow-up paid for them again
+    (after,) = pipeline.parts(part["job_id"])
+    assert after["duplicate_batch_ids"] == {duplicate}
+    assert "duplicates_cancelled" not in after  # it had ended: nothing to cancel
+    results = pipeline.read_jsonl(pipeline.result(part["job_id"]))
+    assert {r["status"] for r in results} == {"succeeded"}
+    assert job["usage"]["total_tokens"] == pipeline.sim.batches[duplicate]["usage"]["total_tokens"]
+    (email,) = inbox.messages()
+    assert "completed, 3/3 ok" in email["subject"]

@@ -531,3 +531,23 @@ def test_spill_files_are_removed_when_a_result_stream_fails(tmp_path: Path) -> N
         merge_in_input_order(inputs, [opener], io.BytesIO(), io.BytesIO(), workdir=tmp_path)
 
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_duplicates_not_run_lines_say_nothing_of_its_parts_own_batch(tmp_path: Path) -> None:
+    """A cancelled duplicate of a completed part reports `batch_cancelled` for every request;
+    a request missing from the part's own files may still have run there, so it stays
+    unplaced, and what the duplicate did run counts."""
+    own = ResultFile(Opener(jsonl([succeeded("a")])), part=0)
+    duplicate = ResultFile(
+        Opener(jsonl([never_ran("a", "batch_cancelled"), never_ran("b", "batch_cancelled"),
+                      succeeded("c")])),
+        part=0,
+        duplicate=True,
+    )  # fmt: skip
+
+    summary, lines, unfinished = merge(
+        [["a", "b", "c"]], [own, duplicate], tmp_path, batch_status="completed"
+    )
+
+    assert [line["status"] for line in lines] == ["succeeded", "unplaced", "succeeded"]
+    assert (summary.unfinished, unfinished) == (0, b"")

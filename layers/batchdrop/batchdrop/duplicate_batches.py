@@ -71,7 +71,8 @@ class DuplicateBatchSweeper:
         return [group for group in by_token.values() if len(group) > 1]
 
     def _resolve(self, group: list[dict[str, Any]]) -> int:
-        """Keep the batch its part records (or has in its history); cancel the rest."""
+        """Keep the batch its part records (or has in its history); cancel the rest, and record
+        them all on the part."""
         job_id = group[0]["metadata"]["batchdrop_job"]
         index = int(group[0]["metadata"]["batchdrop_part"])
         part = next((p for p in self._store.batches(job_id) if int(p["index"]) == index), {})
@@ -81,10 +82,15 @@ class DuplicateBatchSweeper:
             # Not recorded yet: its launch is still deciding which batch to keep.
             logger.info("batches share a token no part records yet", extra={"batch_ids": ids})
             return 0
-        extra = [b["id"] for b in group if b["id"] not in known and b["status"] not in _LEFT_ALONE]
-        cancelled = [batch_id for batch_id in extra if self._cancel(batch_id)]
+        extra = [batch for batch in group if batch["id"] not in known]
+        live = [batch["id"] for batch in extra if batch["status"] not in _LEFT_ALONE]
+        cancelled = [batch_id for batch_id in live if self._cancel(batch_id)]
+        found = [batch["id"] for batch in extra]
+        # Recorded even when already ended: what a duplicate ran was paid for, so the finisher
+        # merges its results with the part's own and never sends those requests again.
+        if cancelled or not set(found) <= set(part.get("duplicate_batch_ids", ())):
+            self._store.note_duplicates(job_id, index, found, cancelled)
         if cancelled:
-            self._store.note_duplicates_cancelled(job_id, index, cancelled)
             self._metrics.add_metric("DuplicateBatchesCancelled", MetricUnit.Count, len(cancelled))
             logger.warning(
                 "cancelled duplicate batches",

@@ -23,20 +23,26 @@ from batchdrop import SERVICE
 from batchdrop.launch import BatchLauncher, ObjectVersion, batch_metadata
 from batchdrop.lines import IterableReader, Readable
 from batchdrop.merge_inputs import (
-    batch_error,
     failed_for_good,
     follow_up_rounds,
     is_part,
+    part_ending,
     round_of,
 )
 from batchdrop.messages import JobOutcome, outcome_notice
-from batchdrop.model import JobStatus, results_folder, results_prefix, round_prefix
+from batchdrop.model import (
+    TERMINAL_BATCH_STATUSES,
+    JobStatus,
+    results_folder,
+    results_prefix,
+    round_prefix,
+)
 from batchdrop.notices import NoticeOutbox
 from batchdrop.openai_api import OpenAIBatchAPI
 from batchdrop.results import MergeSummary, PartInput, ResultFile, merge_in_input_order
 from batchdrop.s3io import S3Objects
 from batchdrop.s3stream import AlreadyWrittenError, S3MultipartWriter, copy_stream
-from batchdrop.store import JobStore
+from batchdrop.store import JobStore, openai_fields
 from batchdrop.validation import normalised_lines, validate_stream
 
 logger = Logger(service=SERVICE, child=True)
@@ -91,11 +97,15 @@ class JobFinisher:
             )
             return "not_ready"
         if job["status"] == JobStatus.ACTIVE:
-            summary, unfinished_key = self._bring_home(job, parts)
+            copies = self._duplicate_copies(parts)
+            if copies is None:
+                logger.info("a duplicate batch has not ended yet", extra={"job_id": job_id})
+                return "not_ready"
+            summary, unfinished_key = self._bring_home(job, parts, copies)
             if self._wants_follow_up(job, parts, summary) and unfinished_key:
                 self._launch_follow_up(job, parts, unfinished_key)
                 return "follow_up"
-            self._record_outcome(job, parts, summary, unfinished_key)
+            self._record_outcome(job, parts, summary, unfinished_key, copies)
             job = self._store.get_job(job_id) or job
         self._point_to_newest(job)
         if not self._outbox.send_once(job_id, "outcome", self._notice(job)):
@@ -105,8 +115,22 @@ class JobFinisher:
 
     # --- results ---------------------------------------------------------------------------
 
+    def _duplicate_copies(self, parts: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+        """The batches a part's token made besides the part's own (found by the duplicate
+        sweep), each as a copy of its part: whatever one ran was paid for, so its results count
+        as the part's. None while one has not ended, cancelled or not."""
+        copies = []
+        for part in parts:
+            for batch_id in sorted(part.get("duplicate_batch_ids", ())):
+                batch = self._api.retrieve_batch(batch_id)
+                if batch["status"] not in TERMINAL_BATCH_STATUSES:
+                    return None
+                fields = {"batch_id": batch_id, "status": batch["status"]}
+                copies.append({**part, **fields, "openai": openai_fields(batch)})
+        return copies
+
     def _bring_home(
-        self, job: dict[str, Any], parts: list[dict[str, Any]]
+        self, job: dict[str, Any], parts: list[dict[str, Any]], copies: list[dict[str, Any]]
     ) -> tuple[MergeSummary, str | None]:
         """Save the raw files and this round's merged results, each written only where nothing
         is yet: a slow attempt from an earlier round can never write over a later one's."""
@@ -114,11 +138,11 @@ class JobFinisher:
         job_prefix = self._job_prefix(job)
         prefix = round_prefix(job_prefix, _round(parts))
         inputs = [
-            PartInput(self._input_stream(job, part), str(part["status"]), batch_error(part))
+            PartInput(self._input_stream(job, part), *part_ending(part, copies))
             for part in parts
             if is_part(part)
         ]
-        results = self._result_files(bucket, job_prefix, parts)
+        results = self._result_files(bucket, job_prefix, parts, copies)
         scratch = Path(tempfile.mkdtemp(prefix="finish-", dir=self._workdir))
         try:
             unfinished_path = scratch / "unfinished.jsonl"
@@ -133,7 +157,8 @@ class JobFinisher:
             ):
                 summary = merge_in_input_order(
                     inputs, results, merged, unfinished, workdir=scratch,
-                    not_succeeded=not_succeeded, follow_up_rounds=follow_up_rounds(parts),
+                    not_succeeded=not_succeeded,
+                    follow_up_rounds=follow_up_rounds([*parts, *copies]),
                 )  # fmt: skip
             for name, path in (
                 ("unfinished.jsonl", unfinished_path),
@@ -181,18 +206,24 @@ class JobFinisher:
         logger.warning("gave up moving the latest pointer", extra={"job_id": job["job_id"]})
 
     def _result_files(
-        self, bucket: str, prefix: str, parts: list[dict[str, Any]]
+        self,
+        bucket: str,
+        prefix: str,
+        parts: list[dict[str, Any]],
+        copies: list[dict[str, Any]],
     ) -> list[ResultFile]:
-        """Each batch's saved output and error files, with the part or round they belong to."""
+        """Each batch's saved output and error files, with the part or round they belong to;
+        a duplicate's files belong to its part."""
         positions = {int(part["index"]): n for n, part in enumerate(p for p in parts if is_part(p))}
         files = []
-        for part in parts:
+        sources = [(part, False) for part in parts] + [(copy, True) for copy in copies]
+        for part, duplicate in sources:
             for kind in ("output", "error"):
                 key = self._save_raw(bucket, prefix, part, kind)
                 if key is not None:
                     position = positions.get(int(part["index"])) if is_part(part) else None
                     stream = self._s3_stream(bucket, key)
-                    files.append(ResultFile(stream, position, round_of(part)))
+                    files.append(ResultFile(stream, position, round_of(part), duplicate))
         return files
 
     def _save_raw(self, bucket: str, prefix: str, part: dict[str, Any], kind: str) -> str | None:
@@ -295,9 +326,10 @@ class JobFinisher:
         parts: list[dict[str, Any]],
         summary: MergeSummary,
         unfinished_key: str | None,
+        copies: list[dict[str, Any]],
     ) -> None:
         outcome = _outcome(parts, summary)
-        usage = _usage(parts)
+        usage = _usage([*parts, *copies])  # a duplicate's tokens were paid for too
         prefix = round_prefix(self._job_prefix(job), _round(parts))
         record = {
             "status": outcome,

@@ -32,6 +32,16 @@ def failed_for_good(record: dict[str, Any]) -> bool:
     return record.get("status") == "failed" and batch_error(record) not in RETRYABLE_BATCH_ERRORS
 
 
+def part_ending(part: dict[str, Any], copies: Sequence[dict[str, Any]]) -> tuple[str, str | None]:
+    """How a part's batches ended, taken as one, when duplicates of it ran too: a request in
+    none of their files may go again only if none of them could have run it. So a batch that
+    ran decides, then one that failed for good, and only then the part's own."""
+    held = [part, *(copy for copy in copies if copy["index"] == part["index"])]
+    ran = [r for r in held if r.get("status") not in NOT_RUN_BATCH_STATUSES | {"failed"}]
+    chosen = (ran or [r for r in held if failed_for_good(r)] or [part])[0]
+    return str(chosen["status"]), batch_error(chosen)
+
+
 def round_of(record: dict[str, Any]) -> int:
     return int(record.get("round", 0))
 

@@ -92,6 +92,9 @@ class ResultFile:
     open: Callable[[], Readable]
     part: int | None = None
     round: int = 0
+    # A duplicate batch's file: its lines say what ran there, but one saying a request was not
+    # run (expired, cancelled) says nothing of the part's own batch, so it is not counted.
+    duplicate: bool = False
 
 
 @dataclass(frozen=True)
@@ -293,8 +296,11 @@ class _ResultSorter:
             self.unplaced.add(UNREADABLE_RESULT_LINE, result_file, line, None)
             return
         number = self._number_of(custom_id, result_file, line)
-        if number is not None:
-            self._place(number, custom_id, _classify(result), result_file.round)
+        outcome = _classify(result)
+        if number is not None and not (
+            result_file.duplicate and outcome.status is Status.UNFINISHED
+        ):
+            self._place(number, custom_id, outcome, result_file.round)
 
     def _add_long(self, long_line: LongLine, result_file: ResultFile, line: int) -> None:
         """A line too long to hold: scanned in pieces, its body copied to a file of its own."""

@@ -326,15 +326,24 @@ class JobStore:
                 Attr("pk").exists(),
             )
 
-    def note_duplicates_cancelled(self, job_id: str, index: int, batch_ids: list[str]) -> None:
-        """Add to the part's list of duplicate batches cancelled. Additive and unversioned: it
-        touches no field the poller writes, so neither write can undo or block the other."""
+    def note_duplicates(
+        self, job_id: str, index: int, found: list[str], cancelled: list[str]
+    ) -> None:
+        """Add to the part's duplicate batches (`duplicate_batch_ids`, a set: whatever they ran
+        counts as the part's) and to those cancelled. Additive and unversioned: it touches no
+        field the poller writes, so neither write can undo or block the other."""
+        expression = "ADD #found :found"
+        values: dict[str, Any] = {":found": set(found)}
+        if cancelled:
+            expression += " SET #dups = list_append(if_not_exists(#dups, :none), :ids)"
+            values |= {":ids": list(cancelled), ":none": []}
         self._table.update_item(
             Key=batch_key(job_id, index),
-            UpdateExpression="SET #dups = list_append(if_not_exists(#dups, :none), :ids)",
+            UpdateExpression=expression,
             ConditionExpression=Attr("pk").exists(),
-            ExpressionAttributeNames={"#dups": "duplicates_cancelled"},
-            ExpressionAttributeValues={":ids": list(batch_ids), ":none": []},
+            ExpressionAttributeNames={"#found": "duplicate_batch_ids"}
+            | ({"#dups": "duplicates_cancelled"} if cancelled else {}),
+            ExpressionAttributeValues=values,
         )
 
     def now(self) -> int:
