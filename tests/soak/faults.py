@@ -26,9 +26,10 @@ TICK_ROUTES = (
     "GET /v1/files/{file_id}/content",
     "POST /v1/files",
 )
-# Where an attempt may die. Before `create_job` is left out: that leaves no record, by design
-# the event then waits in the dead-letter queue for an operator (docs/architecture.md).
+# Where an attempt may die. Before `create_job`, nothing is recorded yet: Lambda's retry finds
+# Powertools' marker and records the job itself, for the poller to resume.
 SUBMIT_KILLS = (
+    ("create_job", True),
     ("record_file", True),
     ("record_file", False),
     ("record_batch", True),
