@@ -100,7 +100,7 @@ def test_a_stale_rounds_writes_are_refused(
 
     finisher = pipeline.poll_function.module.poller._finisher
     round_zero = [part for part in pipeline.parts(outcome["job_id"]) if part["kind"] == "part"]
-    finisher._bring_home(pipeline.job(outcome["job_id"]), round_zero)  # the stale attempt
+    finisher._bring_home(pipeline.job(outcome["job_id"]), round_zero, [])  # the stale attempt
 
     assert versions(pipeline, str(job["results_prefix"])) == before
     assert set(before.values()) == {1}  # every object was written exactly once
