@@ -21,8 +21,9 @@ from tests.soak.harness import ENDED, Dropped, Observations, latest_version
 ACCOUNTED = frozenset({"succeeded", "failed", "unfinished", "unplaced"})
 NOT_RUN_CODES = frozenset({"batch_expired", "batch_cancelled"})  # OpenAI: the request never ran
 TERMINAL_FIELDS = ("completed_at", "failed_at", "expired_at", "cancelled_at")
-# Emails about a job that are not its outcome: a stuck warning, a partial give-up.
-NOT_OUTCOME = (" has been ", "could not be fully submitted")
+# Emails about a job that are not its outcome: a stuck warning, a partial give-up, a job set
+# aside for the operator.
+NOT_OUTCOME = (" has been ", "could not be fully submitted", " needs attention, ")
 
 Check = Callable[["Evidence"], list[str]]
 

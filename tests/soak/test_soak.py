@@ -61,7 +61,8 @@ def _figures(soak: Soak, evidence: Evidence, seconds: float) -> str:
     return (
         f"soak: {len(soak.dropped)} uploads, {len(evidence.batches)} batches, "
         f"{len(evidence.emails)} emails, {soak.seen.steps} steps, {soak.seen.kills} kills, "
-        f"{len(soak.seen.dead_letters)} dead letters, {len(soak.seen.tick_errors)} failed "
+        f"{len(soak.seen.dead_letters)} dead letters, {soak.seen.retries} retried by the "
+        f"operator, {len(soak.seen.tick_errors)} failed "
         f"ticks, {openai_sim_calls(soak)} OpenAI calls in {seconds:.1f} s; outcomes {statuses}"
     )
 
