@@ -403,7 +403,7 @@ class JobFinisher:
 
 def _round(parts: list[dict[str, Any]]) -> int:
     """The job's current round: 0, or the latest follow-up of its unfinished requests."""
-    return max(int(part.get("round", 0)) for part in parts)
+    return max(round_of(part) for part in parts)
 
 
 def _outcome(parts: list[dict[str, Any]], summary: MergeSummary) -> str:
