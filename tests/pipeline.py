@@ -80,12 +80,13 @@ class Pipeline:
         )["Items"]
         return list(items)
 
-    def active_index(self) -> list[dict[str, Any]]:
+    def active_index(self, partition: str = "ACTIVE") -> list[dict[str, Any]]:
+        """The sparse index's live batches, or (SUBMITTING) the jobs still being submitted."""
         return list(
             self.table.query(
                 IndexName="ActiveIndex",
                 KeyConditionExpression="active_pk = :a",
-                ExpressionAttributeValues={":a": "ACTIVE"},
+                ExpressionAttributeValues={":a": partition},
             )["Items"]
         )
 

@@ -39,13 +39,7 @@ def fail_creates_after_part(pipeline: Pipeline, index: int) -> None:
 
 
 def submitting_index(pipeline: Pipeline) -> list[dict[str, Any]]:
-    return list(
-        pipeline.table.query(
-            IndexName="ActiveIndex",
-            KeyConditionExpression="active_pk = :s",
-            ExpressionAttributeValues={":s": "SUBMITTING"},
-        )["Items"]
-    )
+    return pipeline.active_index("SUBMITTING")
 
 
 def test_a_killed_attempt_is_not_swallowed_by_lambdas_retries(pipeline: Pipeline) -> None:
