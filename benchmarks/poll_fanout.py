@@ -27,8 +27,8 @@ from urllib.parse import urlsplit
 import boto3
 from urllib3.connectionpool import HTTPConnectionPool
 
-from batchdrop.openai_api import OpenAIBatchAPI
-from batchdrop.store import JobStore
+from batchdrop.adapters.job_store import JobStore
+from batchdrop.adapters.openai_api import OpenAIBatchAPI
 from benchmarks.common import (
     ENDPOINT,
     MODEL,

@@ -316,12 +316,12 @@ and only a long latency clears 10{TIMES} ({slow["latency_ms"]} ms:
 {slow["sequential"]["seconds"] / slow["concurrent"]["seconds"]:.1f}{TIMES}); against DynamoDB
 the 20 ms tick would be bound by OpenAI's latency / 16 instead. Nothing in the product caps it,
 but two findings in this tick cost real money or latency: the JobStore's boto3 resource is built
-without `batchdrop.aws`'s config, so it keeps botocore's default of 10 pooled connections for
+without `aws_clients`'s config, so it keeps botocore's default of 10 pooled connections for
 16 threads (the discarded AWS connections above: each a new connection, in Lambda a new TLS
 handshake to DynamoDB), and the OpenAI client's `requests.Session` has the same default of 10;
 and on a cold start every thread fetches the API key from Secrets Manager before the first
 answer is cached (the Secrets Manager column: up to one request per thread). Suggested: build
-the table resource with `Config(max_pool_connections=...)` as `batchdrop.aws.client` does, mount
+the table resource with `Config(max_pool_connections=...)` as `aws_clients.client` does, mount
 an `HTTPAdapter(pool_maxsize=concurrency)` on the OpenAI session, and read the key once before
 the fan-out (or guard the provider's first fetch with a lock)."""
 

@@ -26,10 +26,14 @@ from typing import Any
 import boto3
 import requests
 
-from batchdrop import aws
-from batchdrop.openai_api import OpenAIBatchAPI
-from batchdrop.results import merge_in_input_order
-from batchdrop.s3stream import CHECKSUM_ALGORITHM, DEFAULT_PART_BYTES, S3MultipartWriter
+from batchdrop.adapters import aws_clients
+from batchdrop.adapters.openai_api import OpenAIBatchAPI
+from batchdrop.adapters.s3_multipart import (
+    CHECKSUM_ALGORITHM,
+    DEFAULT_PART_BYTES,
+    S3MultipartWriter,
+)
+from batchdrop.domain.results import merge_in_input_order
 from benchmarks.common import (
     ENDPOINT,
     MB,
@@ -386,7 +390,7 @@ def long_line_task(params: dict[str, Any]) -> dict[str, Any]:
 
 def merge_raw_task(params: dict[str, Any]) -> dict[str, Any]:
     """The result objects, byte for byte, into one S3 object."""
-    s3 = aws.client("s3")
+    s3 = aws_clients.client("s3")
     bucket = params["bucket"]
     baseline = reset_peak_rss()
     with stopwatch() as watch:
@@ -419,7 +423,7 @@ def stream_task(params: dict[str, Any]) -> dict[str, Any]:
     with stopwatch() as watch:
         key = finisher._save_raw(params["bucket"], "results/stream/", part, "output")
     memory = rss_figures(baseline)
-    size = aws.client("s3").head_object(Bucket=params["bucket"], Key=key)["ContentLength"]
+    size = aws_clients.client("s3").head_object(Bucket=params["bucket"], Key=key)["ContentLength"]
     return {
         "seconds": watch.seconds,
         **memory,
@@ -429,7 +433,7 @@ def stream_task(params: dict[str, Any]) -> dict[str, Any]:
 
 def stream_raw_task(params: dict[str, Any]) -> dict[str, Any]:
     """The same response, read the same way, into a plain multipart upload."""
-    s3 = aws.client("s3")
+    s3 = aws_clients.client("s3")
     session = requests.Session()
     url = f"{params['openai_base_url']}/files/{params['file_id']}/content"
     baseline = reset_peak_rss()

@@ -23,10 +23,10 @@ from typing import Any
 
 import boto3
 
-from batchdrop import aws
-from batchdrop.openai_api import OpenAIBatchAPI
-from batchdrop.s3io import S3Objects
-from batchdrop.validation import MAX_UPLOAD_PART_BYTES, validate_stream
+from batchdrop.adapters import aws_clients
+from batchdrop.adapters.openai_api import OpenAIBatchAPI
+from batchdrop.adapters.s3_objects import S3Objects
+from batchdrop.domain.validation import MAX_UPLOAD_PART_BYTES, validate_stream
 from benchmarks.common import (
     ENDPOINT,
     MB,
@@ -256,7 +256,7 @@ def _submitted(result: dict[str, Any]) -> dict[str, Any]:
 def raw_task(params: dict[str, Any]) -> dict[str, Any]:
     """The same bytes from the same S3 object to the same simulator routes, nothing parsed."""
     source = params["source"]
-    s3 = aws.client("s3")  # the handler's client configuration
+    s3 = aws_clients.client("s3")  # the handler's client configuration
     api = OpenAIBatchAPI(params["openai_base_url"], lambda: SIM_API_KEY)
     baseline = reset_peak_rss()
     with stopwatch() as first:

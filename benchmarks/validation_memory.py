@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from batchdrop.validation import custom_id_digest, validate_stream
+from batchdrop.domain.validation import custom_id_digest, validate_stream
 from benchmarks.common import (
     MB,
     Check,

@@ -16,9 +16,9 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from batchdrop.model import SourceObject
-from batchdrop.store import JobStore
-from batchdrop.validation import ValidationReport, validate_stream
+from batchdrop.adapters.job_store import JobStore
+from batchdrop.domain.model import SourceObject
+from batchdrop.domain.validation import ValidationReport, validate_stream
 
 # moto accepts any credentials; these keep a laptop without AWS credentials working.
 LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}

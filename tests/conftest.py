@@ -14,7 +14,7 @@ from aws_lambda_powertools import Metrics
 from moto import mock_aws
 
 from batchdrop import SERVICE, runtime
-from batchdrop.openai_api import RetryPolicy
+from batchdrop.adapters.openai_api import RetryPolicy
 from local.inbox import Inbox
 from local.lambda_runtime import Function
 from local.moto_atomic import make_dynamodb_writes_atomic

@@ -18,8 +18,9 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from batchdrop import SERVICE, aws, runtime
-from batchdrop.model import SourceObject
+from batchdrop import SERVICE, runtime
+from batchdrop.adapters import aws_clients
+from batchdrop.domain.model import SourceObject
 from batchdrop.settings import ConfigurationError, Settings
 
 logger = Logger(service=SERVICE)
@@ -32,7 +33,7 @@ if settings.idempotency_table_name is None:
 submitter = runtime.submitter(settings, metrics)
 idempotency = IdempotencyConfig(expires_after_seconds=86_400)
 persistence = DynamoDBPersistenceLayer(
-    table_name=settings.idempotency_table_name, boto3_client=aws.client("dynamodb")
+    table_name=settings.idempotency_table_name, boto3_client=aws_clients.client("dynamodb")
 )
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from batchdrop.notifier import SnsNotifier
+from batchdrop.adapters.sns import SnsNotifier
 from local import cli
 from local.client import BatchdropClient, StackInfo
 from local.inbox import Inbox

@@ -10,7 +10,7 @@ from typing import Any
 import boto3
 import pytest
 
-from batchdrop.notices import CLAIM_LEASE_SECONDS
+from batchdrop.jobs.outbox import CLAIM_LEASE_SECONDS
 from local.inbox import Inbox
 from local.lambda_runtime import Function
 from local.simulator import BatchSimulator

@@ -10,7 +10,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from batchdrop.s3stream import AlreadyWrittenError, S3MultipartWriter
+from batchdrop.adapters.s3_multipart import AlreadyWrittenError, S3MultipartWriter
 from local.client import BatchdropClient, StackInfo
 from local.inbox import Inbox
 from local.lambda_runtime import Function

@@ -9,7 +9,7 @@ from itertools import pairwise
 import boto3
 import pytest
 
-from batchdrop.s3stream import MIN_PART_BYTES, S3MultipartWriter, copy_stream
+from batchdrop.adapters.s3_multipart import MIN_PART_BYTES, S3MultipartWriter, copy_stream
 
 KEY = "results/job/results.jsonl"
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from batchdrop.approval import ApprovedBytes
-from batchdrop.lines import Readable
-from batchdrop.s3io import S3Objects
+from batchdrop.adapters.s3_objects import S3Objects
+from batchdrop.domain.approval import ApprovedBytes
+from batchdrop.domain.lines import Readable
 from local.lambda_runtime import Function
 from local.simulator import BatchSimulator
 from tests.support import drop, jsonl, request_lines

@@ -11,7 +11,7 @@ import boto3
 import pytest
 
 from batchdrop import runtime
-from batchdrop.launch import SETTLE_FRACTIONS
+from batchdrop.jobs.launch import SETTLE_FRACTIONS
 from local.lambda_runtime import Function
 from local.simulator import BatchSimulator
 from local.simulator.faults import Fault

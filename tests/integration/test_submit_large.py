@@ -10,13 +10,13 @@ import pytest
 from aws_lambda_powertools import Logger, Metrics
 
 from batchdrop import SERVICE
-from batchdrop.model import SourceObject
-from batchdrop.notices import NoticeOutbox
-from batchdrop.notifier import SnsNotifier
-from batchdrop.openai_api import OpenAIBatchAPI, RetryPolicy
-from batchdrop.s3io import S3Objects
-from batchdrop.store import JobStore
-from batchdrop.submit import Submitter
+from batchdrop.adapters.job_store import JobStore
+from batchdrop.adapters.openai_api import OpenAIBatchAPI, RetryPolicy
+from batchdrop.adapters.s3_objects import S3Objects
+from batchdrop.adapters.sns import SnsNotifier
+from batchdrop.domain.model import SourceObject
+from batchdrop.jobs.outbox import NoticeOutbox
+from batchdrop.jobs.submit import Submitter
 from local.lambda_runtime import Function
 from local.simulator import BatchSimulator
 from local.template_stack import DeployedStack

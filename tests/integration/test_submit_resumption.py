@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from batchdrop.notifier import NoticeRefused
-from batchdrop.submit import SUBMIT_LEASE_SECONDS
+from batchdrop.adapters.sns import NoticeRefused
+from batchdrop.jobs.submit import SUBMIT_LEASE_SECONDS
 from local.client import BatchdropClient, StackInfo
 from local.inbox import Inbox
 from local.lambda_runtime import Function

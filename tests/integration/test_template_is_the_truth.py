@@ -10,8 +10,8 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
+from batchdrop.adapters.job_store import JobStore
 from batchdrop.settings import ConfigurationError, Settings
-from batchdrop.store import JobStore
 from local.template_stack import DeployedStack, deploy, load_template
 
 

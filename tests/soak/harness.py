@@ -20,7 +20,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from batchdrop import runtime
-from batchdrop.model import SourceObject
+from batchdrop.domain.model import SourceObject
 from local.client import BatchdropClient, StackInfo, UserError
 from local.lambda_runtime import Function
 from local.simulator import BatchSimulator, ManualClock

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from batchdrop.approval import ApprovedBytes, UploadAbandoned
+from batchdrop.domain.approval import ApprovedBytes, UploadAbandoned
 
 
 def test_chunks_pass_only_as_far_as_approved() -> None:

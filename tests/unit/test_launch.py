@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from batchdrop import runtime
-from batchdrop.launch import AMBIGUOUS_CREATES_MAX, SETTLE_FRACTIONS, BatchLauncher
-from batchdrop.openai_api import OpenAIError, RetryPolicy
-from batchdrop.poll import LAUNCH_LEASE_SECONDS
+from batchdrop.adapters.openai_api import OpenAIError, RetryPolicy
+from batchdrop.jobs.launch import AMBIGUOUS_CREATES_MAX, SETTLE_FRACTIONS, BatchLauncher
+from batchdrop.jobs.poll import LAUNCH_LEASE_SECONDS
 from local.template_stack import load_template
 
 READ_TIMEOUT = 120.0

@@ -6,7 +6,7 @@ import tracemalloc
 
 import pytest
 
-from batchdrop.lines import IterableReader, Line, iter_lines
+from batchdrop.domain.lines import IterableReader, Line, iter_lines
 
 
 def naive_lines(data: bytes, max_line_bytes: int) -> list[Line]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from batchdrop.messages import (
+from batchdrop.adapters.sns import SUBJECT_LIMIT, Notice, fit_subject
+from batchdrop.domain.emails import (
     JobOutcome,
     SubmittedPart,
     abandoned_submission_notice,
@@ -12,7 +13,6 @@ from batchdrop.messages import (
     rejection_notice,
     stuck_notice,
 )
-from batchdrop.notifier import SUBJECT_LIMIT, Notice, fit_subject
 
 
 def outcome(**changes: object) -> JobOutcome:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from batchdrop.notifier import Notice, NoticeRefused, SnsNotifier, fit_subject
+from batchdrop.adapters.sns import Notice, NoticeRefused, SnsNotifier, fit_subject
 from tests.sns_rules import StrictSns, subject_problems
 
 NASTY = {

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import requests
 
-from batchdrop.openai_api import OpenAIBatchAPI, OpenAIError, RetryPolicy
+from batchdrop.adapters.openai_api import OpenAIBatchAPI, OpenAIError, RetryPolicy
 
 KEY = "sk-sentinel-DO-NOT-LEAK-1234"
 

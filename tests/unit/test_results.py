@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from batchdrop import results
-from batchdrop.fates import FollowUpRound
-from batchdrop.lines import Readable
-from batchdrop.results import MergeSummary, PartInput, ResultFile, merge_in_input_order
+from batchdrop.domain import results
+from batchdrop.domain.fates import FollowUpRound
+from batchdrop.domain.lines import Readable
+from batchdrop.domain.results import MergeSummary, PartInput, ResultFile, merge_in_input_order
 
 
 def request(custom_id: str) -> dict[str, Any]:

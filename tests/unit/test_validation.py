@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from batchdrop.lines import iter_lines
-from batchdrop.validation import (
+from batchdrop.domain.lines import iter_lines
+from batchdrop.domain.validation import (
     MAX_LISTED_PROBLEMS,
     UTF8_BOM,
     Part,

@@ -10,19 +10,19 @@ from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Metrics
 
-from batchdrop import aws
-from batchdrop.launch import BatchLauncher
-from batchdrop.notices import NoticeOutbox
-from batchdrop.notifier import SnsNotifier
-from batchdrop.openai_api import OpenAIBatchAPI, RetryPolicy
-from batchdrop.s3io import S3Objects
-from batchdrop.secrets import api_key_provider
+from batchdrop.adapters import aws_clients
+from batchdrop.adapters.job_store import JobStore
+from batchdrop.adapters.openai_api import OpenAIBatchAPI, RetryPolicy
+from batchdrop.adapters.s3_objects import S3Objects
+from batchdrop.adapters.secrets import api_key_provider
+from batchdrop.adapters.sns import SnsNotifier
+from batchdrop.jobs.launch import BatchLauncher
+from batchdrop.jobs.outbox import NoticeOutbox
 from batchdrop.settings import Settings
-from batchdrop.store import JobStore
 
 if TYPE_CHECKING:
-    from batchdrop.poll import Poller
-    from batchdrop.submit import Submitter
+    from batchdrop.jobs.poll import Poller
+    from batchdrop.jobs.submit import Submitter
 
 # One policy for every OpenAI call; tests swap it for one that records waits instead of sleeping.
 retry_policy = RetryPolicy()
@@ -33,16 +33,16 @@ openai_timeout = (5.0, 120.0)
 
 
 def job_store(settings: Settings) -> JobStore:
-    table = aws.resource("dynamodb").Table(settings.table_name)
+    table = aws_clients.resource("dynamodb").Table(settings.table_name)
     return JobStore(table, settings.record_retention_days, clock=clock)
 
 
 def notice_outbox(settings: Settings, store: JobStore) -> NoticeOutbox:
-    return NoticeOutbox(store, SnsNotifier(aws.client("sns"), settings.topic_arn))
+    return NoticeOutbox(store, SnsNotifier(aws_clients.client("sns"), settings.topic_arn))
 
 
 def openai_api(settings: Settings) -> OpenAIBatchAPI:
-    key = api_key_provider(settings.api_key_secret, aws.client("secretsmanager"))
+    key = api_key_provider(settings.api_key_secret, aws_clients.client("secretsmanager"))
     return OpenAIBatchAPI(
         settings.openai_base_url,
         key,
@@ -56,15 +56,15 @@ def openai_api(settings: Settings) -> OpenAIBatchAPI:
 
 
 def poller(settings: Settings, metrics: Metrics) -> Poller:
-    from batchdrop.duplicate_batches import DuplicateBatchSweeper
-    from batchdrop.finish import JobFinisher
-    from batchdrop.poll import Poller
-    from batchdrop.resume import SubmissionResumer
-    from batchdrop.submit import SUBMIT_LEASE_SECONDS
+    from batchdrop.jobs.duplicate_batches import DuplicateBatchSweeper
+    from batchdrop.jobs.finish import JobFinisher
+    from batchdrop.jobs.poll import Poller
+    from batchdrop.jobs.resume import SubmissionResumer
+    from batchdrop.jobs.submit import SUBMIT_LEASE_SECONDS
 
     store = job_store(settings)
     api = openai_api(settings)
-    objects = S3Objects(aws.client("s3"))
+    objects = S3Objects(aws_clients.client("s3"))
     launcher = BatchLauncher(objects, api, retry_policy)
     outbox = notice_outbox(settings, store)
     finisher = JobFinisher(
@@ -109,7 +109,7 @@ def submitter(settings: Settings, metrics: Metrics) -> Submitter:
         settings,
         metrics,
         store,
-        S3Objects(aws.client("s3")),
+        S3Objects(aws_clients.client("s3")),
         openai_api(settings),
         notice_outbox(settings, store),
     )
@@ -124,7 +124,7 @@ def _submitter(
     outbox: NoticeOutbox,
 ) -> Submitter:
     """The submit function's use case; the poller holds one too, to resume submissions."""
-    from batchdrop.submit import Submitter
+    from batchdrop.jobs.submit import Submitter
 
     return Submitter(
         input_prefix=settings.input_prefix,

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
-from batchdrop.model import OUTPUT_PREFIXES
-from batchdrop.validation import MAX_REQUESTS_PER_BATCH
+from batchdrop.domain.model import OUTPUT_PREFIXES
+from batchdrop.domain.validation import MAX_REQUESTS_PER_BATCH
 
 # The per-file caps' defaults: template.yaml (MaxFileBytes, MaxFileRequests) says why.
 DEFAULT_MAX_FILE_BYTES = 1024**3

@@ -26,12 +26,12 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from batchdrop import SERVICE
-from batchdrop.finish import FINISH_RESERVE_SECONDS
-from batchdrop.messages import needs_attention_notice
-from batchdrop.model import JobStatus
-from batchdrop.notices import NoticeOutbox
-from batchdrop.notifier import NoticeRefused
-from batchdrop.store import JobStore, StaleRecordError
+from batchdrop.adapters.job_store import JobStore, StaleRecordError
+from batchdrop.adapters.sns import NoticeRefused
+from batchdrop.domain.emails import needs_attention_notice
+from batchdrop.domain.model import JobStatus
+from batchdrop.jobs.finish import FINISH_RESERVE_SECONDS
+from batchdrop.jobs.outbox import NoticeOutbox
 
 logger = Logger(service=SERVICE, child=True)
 

@@ -8,13 +8,13 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from batchdrop.lines import Readable
-from batchdrop.s3stream import (
+from batchdrop.adapters.s3_multipart import (
     AlreadyWrittenError,
     S3MultipartWriter,
     copy_stream,
     is_precondition_failure,
 )
+from batchdrop.domain.lines import Readable
 
 PRESIGN_SECONDS = 7 * 86_400  # the longest SigV4 allows
 

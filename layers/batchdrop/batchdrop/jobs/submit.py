@@ -22,21 +22,21 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from batchdrop import SERVICE
-from batchdrop.early_upload import EarlyUpload, may_upload_early
-from batchdrop.launch import BatchLauncher, ObjectVersion, batch_metadata, part_filename
-from batchdrop.messages import rejection_notice
-from batchdrop.model import JobStatus, SourceObject, report_key, results_prefix
-from batchdrop.notices import NoticeOutbox
-from batchdrop.openai_api import OpenAIBatchAPI, RetryPolicy
-from batchdrop.s3io import S3Objects
-from batchdrop.store import JobStore
-from batchdrop.validation import (
+from batchdrop.adapters.job_store import JobStore
+from batchdrop.adapters.openai_api import OpenAIBatchAPI, RetryPolicy
+from batchdrop.adapters.s3_objects import S3Objects
+from batchdrop.domain.emails import rejection_notice
+from batchdrop.domain.model import JobStatus, SourceObject, report_key, results_prefix
+from batchdrop.domain.validation import (
     MAX_UPLOAD_PART_BYTES,
     Part,
     ValidationReport,
     file_too_large,
     validate_stream,
 )
+from batchdrop.jobs.early_upload import EarlyUpload, may_upload_early
+from batchdrop.jobs.launch import BatchLauncher, ObjectVersion, batch_metadata, part_filename
+from batchdrop.jobs.outbox import NoticeOutbox
 
 logger = Logger(service=SERVICE, child=True)
 

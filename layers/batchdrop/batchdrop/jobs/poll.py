@@ -17,15 +17,15 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from batchdrop import SERVICE
-from batchdrop.duplicate_batches import DuplicateBatchSweeper
-from batchdrop.finish_queue import FinishQueue
-from batchdrop.launch import BatchLauncher, batch_metadata
-from batchdrop.messages import stuck_notice
-from batchdrop.model import TERMINAL_BATCH_STATUSES
-from batchdrop.notices import NoticeOutbox
-from batchdrop.notifier import NoticeRefused
-from batchdrop.openai_api import OpenAIBatchAPI
-from batchdrop.store import JobStore, StaleRecordError, openai_fields
+from batchdrop.adapters.job_store import JobStore, StaleRecordError, openai_fields
+from batchdrop.adapters.openai_api import OpenAIBatchAPI
+from batchdrop.adapters.sns import NoticeRefused
+from batchdrop.domain.emails import stuck_notice
+from batchdrop.domain.model import TERMINAL_BATCH_STATUSES
+from batchdrop.jobs.duplicate_batches import DuplicateBatchSweeper
+from batchdrop.jobs.finish_queue import FinishQueue
+from batchdrop.jobs.launch import BatchLauncher, batch_metadata
+from batchdrop.jobs.outbox import NoticeOutbox
 
 logger = Logger(service=SERVICE, child=True)
 

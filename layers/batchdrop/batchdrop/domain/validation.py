@@ -15,8 +15,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from batchdrop.duplicates import DEFAULT_RUN_BYTES, Duplicate, DuplicateFinder
-from batchdrop.lines import DEFAULT_READ_BYTES, Line, Readable, iter_lines
+from batchdrop.domain.duplicate_ids import DEFAULT_RUN_BYTES, Duplicate, DuplicateFinder
+from batchdrop.domain.lines import DEFAULT_READ_BYTES, Line, Readable, iter_lines
 
 SUPPORTED_ENDPOINTS = frozenset(
     {

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from batchdrop.fates import NOT_RUN_BATCH_STATUSES, RETRYABLE_BATCH_ERRORS, FollowUpRound
+from batchdrop.domain.fates import NOT_RUN_BATCH_STATUSES, RETRYABLE_BATCH_ERRORS, FollowUpRound
 
 
 def is_part(record: dict[str, Any]) -> bool:

@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
-from batchdrop.lines import Readable
+from batchdrop.domain.lines import Readable
 
 # S3's multipart limits: every part but the last is at least 5 MiB, and an upload has at most
 # 10,000 parts (so 8 MiB parts allow objects of up to about 78 GiB).

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from batchdrop.lines import DEFAULT_READ_BYTES, Readable
+from batchdrop.domain.lines import DEFAULT_READ_BYTES, Readable
 
 
 class LongLine:

@@ -16,9 +16,9 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from batchdrop import SERVICE
-from batchdrop.model import TERMINAL_BATCH_STATUSES
-from batchdrop.openai_api import OpenAIBatchAPI, OpenAIError
-from batchdrop.store import JobStore
+from batchdrop.adapters.job_store import JobStore
+from batchdrop.adapters.openai_api import OpenAIBatchAPI, OpenAIError
+from batchdrop.domain.model import TERMINAL_BATCH_STATUSES
 
 logger = Logger(service=SERVICE, child=True)
 

@@ -20,30 +20,30 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from batchdrop import SERVICE
-from batchdrop.launch import BatchLauncher, ObjectVersion, batch_metadata
-from batchdrop.lines import IterableReader, Readable
-from batchdrop.merge_inputs import (
+from batchdrop.adapters.job_store import JobStore, openai_fields
+from batchdrop.adapters.openai_api import OpenAIBatchAPI
+from batchdrop.adapters.s3_multipart import AlreadyWrittenError, S3MultipartWriter, copy_stream
+from batchdrop.adapters.s3_objects import S3Objects
+from batchdrop.domain.emails import JobOutcome, outcome_notice
+from batchdrop.domain.lines import IterableReader, Readable
+from batchdrop.domain.merge_inputs import (
     failed_for_good,
     follow_up_rounds,
     is_part,
     part_ending,
     round_of,
 )
-from batchdrop.messages import JobOutcome, outcome_notice
-from batchdrop.model import (
+from batchdrop.domain.model import (
     TERMINAL_BATCH_STATUSES,
     JobStatus,
     results_folder,
     results_prefix,
     round_prefix,
 )
-from batchdrop.notices import NoticeOutbox
-from batchdrop.openai_api import OpenAIBatchAPI
-from batchdrop.results import MergeSummary, PartInput, ResultFile, merge_in_input_order
-from batchdrop.s3io import S3Objects
-from batchdrop.s3stream import AlreadyWrittenError, S3MultipartWriter, copy_stream
-from batchdrop.store import JobStore, openai_fields
-from batchdrop.validation import normalised_lines, validate_stream
+from batchdrop.domain.results import MergeSummary, PartInput, ResultFile, merge_in_input_order
+from batchdrop.domain.validation import normalised_lines, validate_stream
+from batchdrop.jobs.launch import BatchLauncher, ObjectVersion, batch_metadata
+from batchdrop.jobs.outbox import NoticeOutbox
 
 logger = Logger(service=SERVICE, child=True)
 

@@ -17,11 +17,11 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from batchdrop import SERVICE
-from batchdrop.messages import SubmittedPart, abandoned_submission_notice
-from batchdrop.model import JobStatus
-from batchdrop.notices import NoticeOutbox
-from batchdrop.notifier import NoticeRefused
-from batchdrop.store import JobStore
+from batchdrop.adapters.job_store import JobStore
+from batchdrop.adapters.sns import NoticeRefused
+from batchdrop.domain.emails import SubmittedPart, abandoned_submission_notice
+from batchdrop.domain.model import JobStatus
+from batchdrop.jobs.outbox import NoticeOutbox
 
 logger = Logger(service=SERVICE, child=True)
 

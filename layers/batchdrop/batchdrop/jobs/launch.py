@@ -13,10 +13,10 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from batchdrop import SERVICE
-from batchdrop.approval import ApprovedBytes, UploadAbandoned
-from batchdrop.openai_api import BodyFactory, OpenAIBatchAPI, OpenAIError, RetryPolicy
-from batchdrop.s3io import S3Objects
-from batchdrop.validation import Part, normalised_lines
+from batchdrop.adapters.openai_api import BodyFactory, OpenAIBatchAPI, OpenAIError, RetryPolicy
+from batchdrop.adapters.s3_objects import S3Objects
+from batchdrop.domain.approval import ApprovedBytes, UploadAbandoned
+from batchdrop.domain.validation import Part, normalised_lines
 
 logger = Logger(service=SERVICE, child=True)
 

@@ -7,8 +7,8 @@ from typing import Protocol
 from aws_lambda_powertools import Logger
 
 from batchdrop import SERVICE
-from batchdrop.notifier import Notice, NoticeRefused
-from batchdrop.store import JobStore
+from batchdrop.adapters.job_store import JobStore
+from batchdrop.adapters.sns import Notice, NoticeRefused
 
 logger = Logger(service=SERVICE, child=True)
 

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from batchdrop.s3stream import Writable
+from batchdrop.adapters.s3_multipart import Writable
 
 Path = tuple[str, ...]
 BODY: Path = ("response", "body")

@@ -15,16 +15,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from aws_lambda_powertools import Logger
 
 from batchdrop import SERVICE
-from batchdrop.approval import ApprovedBytes, UploadAbandoned
-from batchdrop.launch import WRITE_BUFFER_BYTES, BatchLauncher, ObjectVersion
-from batchdrop.lines import Line
-from batchdrop.validation import (
+from batchdrop.domain.approval import ApprovedBytes, UploadAbandoned
+from batchdrop.domain.lines import Line
+from batchdrop.domain.validation import (
     MAX_BATCH_BYTES,
     MAX_UPLOAD_PART_BYTES,
     Part,
     ValidationReport,
     Validator,
 )
+from batchdrop.jobs.launch import WRITE_BUFFER_BYTES, BatchLauncher, ObjectVersion
 
 logger = Logger(service=SERVICE, child=True)
 
