@@ -150,7 +150,10 @@ class Soak:
         self._client = BatchdropClient(StackInfo.from_outputs(stack.outputs, "us-east-1"))
         limits = {"max_requests": REQUESTS_PER_BATCH}
         # Thousands of INFO lines cost real time; SOAK_LOG_LEVEL=INFO brings them back.
-        quiet = {"POWERTOOLS_LOG_LEVEL": os.environ.get("SOAK_LOG_LEVEL", "CRITICAL")}
+        quiet = {
+            "POWERTOOLS_LOG_LEVEL": os.environ.get("SOAK_LOG_LEVEL", "CRITICAL"),
+            "POWERTOOLS_METRICS_DISABLED": "true",  # an EMF line per flush otherwise
+        }
         self.submitters = [load_function("SubmitFunction", **quiet) for _ in range(2)]
         for function in self.submitters:
             submitter = function.module.submitter
