@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -304,13 +304,13 @@ class BatchdropClient:
 
     # --- internals ---------------------------------------------------------------------------
 
-    def _view(self, item: dict[str, Any]) -> JobView:
+    def _view(self, item: Mapping[str, Any]) -> JobView:
         return JobView(
             job_id=str(item["job_id"]),
             key=str(item.get("source_key", "")),
             status=str(item.get("status", "")),
             created_at=int(item.get("created_at", 0)),
-            record=item,
+            record=dict(item),
             batches=[_batch_view(b) for b in self._store.batches(str(item["job_id"]))],
         )
 
@@ -332,7 +332,7 @@ class BatchdropClient:
             raise UserError(_reason(exc)) from None
 
 
-def _batch_view(item: dict[str, Any]) -> BatchView:
+def _batch_view(item: Mapping[str, Any]) -> BatchView:
     openai = item.get("openai", {})
     counts = openai.get("request_counts") or {}
     events = tuple(

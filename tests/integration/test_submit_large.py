@@ -15,6 +15,7 @@ from batchdrop.adapters.openai_api import OpenAIBatchAPI, RetryPolicy
 from batchdrop.adapters.s3_objects import S3Objects
 from batchdrop.adapters.sns import SnsNotifier
 from batchdrop.domain.model import SourceObject
+from batchdrop.jobs.launch import BatchLauncher
 from batchdrop.jobs.outbox import NoticeOutbox
 from batchdrop.jobs.submit import Submitter
 from local.lambda_runtime import Function
@@ -64,17 +65,18 @@ def small_limit_submitter(stack: DeployedStack, openai_sim: BatchSimulator) -> S
     )  # the service logger a handler creates, which the domain's child loggers join
     table = boto3.resource("dynamodb").Table(stack.resource("JobsTable"))
     store = JobStore(table, retention_days=1)
+    objects = S3Objects(boto3.client("s3"))
+    # A short read timeout, so a simulated slow call times out in well under a second.
+    api = OpenAIBatchAPI(openai_sim.base_url, lambda: SIM_API_KEY, timeout=(1.0, 0.2))
     return Submitter(
         input_prefix="requests/",
-        objects=S3Objects(boto3.client("s3")),
+        objects=objects,
         store=store,
-        # A short read timeout, so a simulated slow call times out in well under a second.
-        api=OpenAIBatchAPI(openai_sim.base_url, lambda: SIM_API_KEY, timeout=(1.0, 0.2)),
+        launcher=BatchLauncher(objects, api, RetryPolicy(sleep=lambda _: None)),
         outbox=NoticeOutbox(
             store, SnsNotifier(boto3.client("sns"), stack.resource("NotificationTopic"))
         ),
         metrics=Metrics(namespace="batchdrop-test"),
-        retry=RetryPolicy(sleep=lambda _: None),
         validation_limits={
             "max_upload_part_bytes": 2048,
             "max_batch_bytes": 1 << 20,

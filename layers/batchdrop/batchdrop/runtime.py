@@ -1,4 +1,8 @@
-"""The composition root: real adapters built from the settings, once per cold start."""
+"""The composition root: real adapters built from the settings, once per cold start.
+
+Each adapter is bound to the port it plays (`objects: ObjectStore = S3Objects(...)`), so mypy
+checks here that it fits the Protocol the use cases were written against.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from batchdrop.adapters.secrets import api_key_provider
 from batchdrop.adapters.sns import SnsNotifier
 from batchdrop.jobs.launch import BatchLauncher
 from batchdrop.jobs.outbox import NoticeOutbox
+from batchdrop.ports import BatchAPI, JobRepository, ObjectStore, Publisher, Retry
 from batchdrop.settings import Settings
 
 if TYPE_CHECKING:
@@ -25,31 +30,39 @@ if TYPE_CHECKING:
     from batchdrop.jobs.submit import Submitter
 
 # One policy for every OpenAI call; tests swap it for one that records waits instead of sleeping.
-retry_policy = RetryPolicy()
+retry_policy: Retry = RetryPolicy()
 # What "now" is for records and deadlines; tests tie it to the simulator's clock.
 clock: Callable[[], float] = time.time
 # (connect, read) seconds: a read waits long for big uploads and slow file downloads.
 openai_timeout = (5.0, 120.0)
 
 
-def job_store(settings: Settings) -> JobStore:
+def job_store(settings: Settings) -> JobRepository:
     table = aws_clients.resource("dynamodb").Table(settings.table_name)
-    return JobStore(table, settings.record_retention_days, clock=clock)
+    store: JobRepository = JobStore(table, settings.record_retention_days, clock=clock)
+    return store
 
 
-def notice_outbox(settings: Settings, store: JobStore) -> NoticeOutbox:
-    return NoticeOutbox(store, SnsNotifier(aws_clients.client("sns"), settings.topic_arn))
+def object_store() -> ObjectStore:
+    objects: ObjectStore = S3Objects(aws_clients.client("s3"))
+    return objects
 
 
-def openai_api(settings: Settings) -> OpenAIBatchAPI:
+def notice_outbox(settings: Settings, store: JobRepository) -> NoticeOutbox:
+    publisher: Publisher = SnsNotifier(aws_clients.client("sns"), settings.topic_arn)
+    return NoticeOutbox(store, publisher)
+
+
+def openai_api(settings: Settings) -> BatchAPI:
     key = api_key_provider(settings.api_key_secret, aws_clients.client("secretsmanager"))
-    return OpenAIBatchAPI(
+    api: BatchAPI = OpenAIBatchAPI(
         settings.openai_base_url,
         key,
         retry=retry_policy,
         timeout=openai_timeout,
         pool_size=max(settings.poll_concurrency, 10),
     )
+    return api
 
 
 # Each function imports only its own domain: a cold start pays for what it runs.
@@ -64,7 +77,7 @@ def poller(settings: Settings, metrics: Metrics) -> Poller:
 
     store = job_store(settings)
     api = openai_api(settings)
-    objects = S3Objects(aws_clients.client("s3"))
+    objects = object_store()
     launcher = BatchLauncher(objects, api, retry_policy)
     outbox = notice_outbox(settings, store)
     finisher = JobFinisher(
@@ -80,7 +93,7 @@ def poller(settings: Settings, metrics: Metrics) -> Poller:
     )
     resumer = SubmissionResumer(
         store=store,
-        submitter=_submitter(settings, metrics, store, objects, api, outbox),
+        submitter=_submitter(settings, metrics, store, objects, launcher, outbox),
         outbox=outbox,
         metrics=metrics,
         input_prefix=settings.input_prefix,
@@ -105,12 +118,13 @@ def poller(settings: Settings, metrics: Metrics) -> Poller:
 
 def submitter(settings: Settings, metrics: Metrics) -> Submitter:
     store = job_store(settings)
+    objects = object_store()
     return _submitter(
         settings,
         metrics,
         store,
-        S3Objects(aws_clients.client("s3")),
-        openai_api(settings),
+        objects,
+        BatchLauncher(objects, openai_api(settings), retry_policy),
         notice_outbox(settings, store),
     )
 
@@ -118,22 +132,22 @@ def submitter(settings: Settings, metrics: Metrics) -> Submitter:
 def _submitter(
     settings: Settings,
     metrics: Metrics,
-    store: JobStore,
-    objects: S3Objects,
-    api: OpenAIBatchAPI,
+    store: JobRepository,
+    objects: ObjectStore,
+    launcher: BatchLauncher,
     outbox: NoticeOutbox,
 ) -> Submitter:
-    """The submit function's use case; the poller holds one too, to resume submissions."""
+    """The submit function's use case; the poller holds one too, to resume submissions, and
+    gives it the launcher its own batches go through."""
     from batchdrop.jobs.submit import Submitter
 
     return Submitter(
         input_prefix=settings.input_prefix,
         objects=objects,
         store=store,
-        api=api,
+        launcher=launcher,
         outbox=outbox,
         metrics=metrics,
-        retry=retry_policy,
         validation_limits={
             "max_file_bytes": settings.max_file_bytes,
             "max_file_requests": settings.max_file_requests,

@@ -10,14 +10,11 @@ from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from batchdrop.domain.model import OUTPUT_PREFIXES
 from batchdrop.domain.validation import MAX_REQUESTS_PER_BATCH
+from batchdrop.errors import ConfigurationError as ConfigurationError  # named here too
 
 # The per-file caps' defaults: template.yaml (MaxFileBytes, MaxFileRequests) says why.
 DEFAULT_MAX_FILE_BYTES = 1024**3
 DEFAULT_MAX_FILE_REQUESTS = 1_000_000
-
-
-class ConfigurationError(RuntimeError):
-    """The deployment is missing or mangling a setting; raised at cold start, not mid-request."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,12 +14,15 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import suppress
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
-Item = dict[str, Any]
+from batchdrop.errors import StaleRecordError
+from batchdrop.records import Batch, BatchRecord, JobRecord, openai_fields
+
+Item = dict[str, Any]  # an item as DynamoDB holds it, before it is read as a record
 ACTIVE_INDEX = "ActiveIndex"
 ACTIVE_PARTITION = "ACTIVE"  # one partition suffices: the index only ever holds live batches
 SUBMITTING_PARTITION = "SUBMITTING"  # jobs whose submission has not ended yet
@@ -33,10 +36,6 @@ def batch_key(job_id: str, index: int) -> dict[str, str]:
     return {"pk": f"JOB#{job_id}", "sk": f"BATCH#{index:04d}"}
 
 
-class StaleRecordError(Exception):
-    """A conditional write lost: another invocation changed the record first."""
-
-
 class JobStore:
     def __init__(self, table: Any, retention_days: int = 90, clock: Any = time.time) -> None:
         self._table = table
@@ -45,11 +44,11 @@ class JobStore:
 
     # --- jobs ----------------------------------------------------------------------------------
 
-    def create_job(self, job_id: str, fields: Mapping[str, Any]) -> bool:
+    def create_job(self, job_id: str, fields: JobRecord) -> bool:
         """Create the job record, in the index of submissions the poller watches; False when it
         already exists (a duplicate delivery)."""
         now = self._now()
-        item = {**job_key(job_id), "job_id": job_id, "created_at": now, "updated_at": now}
+        item: Item = {**job_key(job_id), "job_id": job_id, "created_at": now, "updated_at": now}
         item.update(fields)
         if item.get("status") == "submitting":
             item |= {"active_pk": SUBMITTING_PARTITION, "active_sk": f"{now:012d}#{job_id}"}
@@ -63,14 +62,13 @@ class JobStore:
             raise
         return True
 
-    def get_job(self, job_id: str) -> Item | None:
-        item = self._table.get_item(Key=job_key(job_id), ConsistentRead=True).get("Item")
-        return from_dynamo(item) if item else None
+    def get_job(self, job_id: str) -> JobRecord | None:
+        return cast(JobRecord | None, self._get(job_key(job_id)))
 
     def update_job(
         self,
         job_id: str,
-        changes: Mapping[str, Any],
+        changes: JobRecord,
         *,
         expected_status: str | set[str] | None = None,
         finished: bool = False,
@@ -78,20 +76,22 @@ class JobStore:
         """Apply `changes` if the job is still in `expected_status`; finished jobs get a TTL.
         A job whose submission ends (any status but "submitting") leaves the index of
         submissions the poller watches."""
-        changes = {**changes, "updated_at": self._now()}
-        if changes.get("status", "submitting") != "submitting":
-            changes |= {"active_pk": None, "active_sk": None, "lease_until": None}
+        written: Item = {**changes, "updated_at": self._now()}
+        if written.get("status", "submitting") != "submitting":
+            written |= {"active_pk": None, "active_sk": None, "lease_until": None}
         if finished:
-            changes["expires_at"] = self._now() + self._retention_seconds
+            written["expires_at"] = self._now() + self._retention_seconds
         condition = Attr("pk").exists()
         if expected_status is not None:
             allowed = {expected_status} if isinstance(expected_status, str) else expected_status
             condition = condition & Attr("status").is_in(sorted(allowed))
-        self._update(job_key(job_id), changes, condition)
+        self._update(job_key(job_id), written, condition)
 
     # --- the submission lease: one live submitter per job, and a resume when it dies ---------
 
-    def take_submit_lease(self, job_id: str, lease_seconds: int, *, resume: bool) -> Item | None:
+    def take_submit_lease(
+        self, job_id: str, lease_seconds: int, *, resume: bool
+    ) -> JobRecord | None:
         """Take a submitting job's lease once its holder has let it go or died, returning the
         job as it now is; None while another holds it or the job is no longer submitting.
         `resume` counts the take as one of the poller's resumptions."""
@@ -100,11 +100,12 @@ class JobStore:
         lapsed = Attr("lease_until").not_exists() | Attr("lease_until").lte(now)
         condition = Attr("status").eq("submitting") & lapsed
         try:
-            return self._update(
+            taken = self._update(
                 job_key(job_id), changes, condition, increment="resumes" if resume else None
             )
         except StaleRecordError:
             return None
+        return cast(JobRecord, taken)
 
     def release_submit_lease(self, job_id: str, held_until: int, retry_at: int, error: str) -> None:
         """A failed attempt gives its lease back, to be taken again from `retry_at`, and leaves
@@ -114,14 +115,14 @@ class JobStore:
         with suppress(StaleRecordError):  # taken over, or the job ended meanwhile
             self._update(job_key(job_id), changes, still_ours)
 
-    def submitting_jobs(self) -> Iterator[Item]:
+    def submitting_jobs(self) -> Iterator[JobRecord]:
         """Every job whose submission has not ended, oldest first."""
         yield from self._query_index(SUBMITTING_PARTITION)
 
     # --- finishing: one attempt at a time, and each attempt counted -----------------------------
 
     def update_finish_attempt(
-        self, job_id: str, changes: Mapping[str, Any], *, open_until: int | None
+        self, job_id: str, changes: JobRecord, *, open_until: int | None
     ) -> None:
         """Change the job's finish-attempt fields only if its open attempt is still the one that
         ends at `open_until` (None: none is open). Every attempt moves that mark, so two
@@ -197,7 +198,7 @@ class JobStore:
             self._update(job_key(job_id), {field: None}, still_ours)
 
     def notice_state(self, job_id: str, kind: str) -> str | None:
-        job = self.get_job(job_id) or {}
+        job = self._get(job_key(job_id)) or {}
         notice = job.get(f"notice_{kind}") or {}
         state = notice.get("state")
         return str(state) if state else None
@@ -228,14 +229,14 @@ class JobStore:
 
     # --- batches -------------------------------------------------------------------------------
 
-    def batches(self, job_id: str) -> list[Item]:
+    def batches(self, job_id: str) -> list[BatchRecord]:
         response = self._table.query(
             KeyConditionExpression=Key("pk").eq(f"JOB#{job_id}") & Key("sk").begins_with("BATCH#"),
             ConsistentRead=True,
         )
         return [from_dynamo(item) for item in response["Items"]]
 
-    def record_file(self, job_id: str, index: int, fields: Mapping[str, Any]) -> None:
+    def record_file(self, job_id: str, index: int, fields: BatchRecord) -> None:
         """Remember an uploaded input file before its batch exists, so a retry can reuse it."""
         now = self._now()
         item = {
@@ -257,10 +258,10 @@ class JobStore:
                 raise StaleRecordError(f"batch {index} of job {job_id} already exists") from exc
             raise
 
-    def record_batch(self, job_id: str, index: int, batch: Mapping[str, Any]) -> None:
+    def record_batch(self, job_id: str, index: int, batch: Batch) -> None:
         """The batch exists on OpenAI: record it and put it on the active index, carrying its
         job's cancel request if there is one."""
-        changes = {
+        changes: BatchRecord = {
             "batch_id": batch["id"],
             "status": batch["status"],
             "active_pk": ACTIVE_PARTITION,
@@ -280,7 +281,7 @@ class JobStore:
         self,
         job_id: str,
         index: int,
-        changes: Mapping[str, Any],
+        changes: BatchRecord,
         *,
         expected_version: int | None = None,
     ) -> None:
@@ -292,7 +293,7 @@ class JobStore:
         )
         self._update(batch_key(job_id, index), changes, condition, bump_version=True)
 
-    def add_follow_up(self, job_id: str, index: int, fields: Mapping[str, Any]) -> None:
+    def add_follow_up(self, job_id: str, index: int, fields: BatchRecord) -> None:
         """A follow-up batch of a job's unfinished requests, tracked like any other part."""
         now = self._now()
         item = {
@@ -349,13 +350,17 @@ class JobStore:
     def now(self) -> int:
         return self._now()
 
-    def active_batches(self) -> Iterator[Item]:
+    def active_batches(self) -> Iterator[BatchRecord]:
         """Every unfinished batch: one paginated Query on the sparse index, never a Scan."""
         yield from self._query_index(ACTIVE_PARTITION)
 
     # --- internals -----------------------------------------------------------------------------
 
-    def _query_index(self, partition: str) -> Iterator[Item]:
+    def _get(self, key: Mapping[str, str]) -> Item | None:
+        item = self._table.get_item(Key=dict(key), ConsistentRead=True).get("Item")
+        return from_dynamo(item) if item else None
+
+    def _query_index(self, partition: str) -> Iterator[Any]:
         kwargs: dict[str, Any] = {
             "IndexName": ACTIVE_INDEX,
             "KeyConditionExpression": Key("active_pk").eq(partition),
@@ -378,42 +383,12 @@ class JobStore:
         increment: str | None = None,
     ) -> Item:
         """A conditional update; returns the record as it is after it."""
-        names: dict[str, str] = {}
-        values: dict[str, Any] = {}
-        sets: list[str] = []
-        removes: list[str] = []
-        # boto3 names the condition's placeholders #n0/:v0; ours must not collide with them.
-        for position, (field, value) in enumerate(changes.items()):
-            names[f"#set{position}"] = field
-            if value is None:
-                removes.append(f"#set{position}")
-            else:
-                values[f":set{position}"] = _to_dynamo(value)
-                sets.append(f"#set{position} = :set{position}")
-        if bump_version:
-            names["#version"] = "version"
-            values[":one"] = 1
-            values[":zero"] = 0
-            sets.append("#version = if_not_exists(#version, :zero) + :one")
-        if increment:
-            names["#count"] = increment
-            values[":one"] = 1
-            values[":zero"] = 0
-            sets.append("#count = if_not_exists(#count, :zero) + :one")
-        expression = ""
-        if sets:
-            expression += "SET " + ", ".join(sets)
-        if removes:
-            expression += " REMOVE " + ", ".join(removes)
-        request: dict[str, Any] = {
+        request = {
             "Key": dict(key),
-            "UpdateExpression": expression.strip(),
-            "ExpressionAttributeNames": names,
+            **_update_expression(changes, bump_version=bump_version, increment=increment),
             "ConditionExpression": condition,
             "ReturnValues": "ALL_NEW",
         }
-        if values:
-            request["ExpressionAttributeValues"] = values
         try:
             response = self._table.update_item(**request)
         except ClientError as exc:
@@ -427,14 +402,41 @@ class JobStore:
         return int(self._clock())
 
 
-def openai_fields(batch: Mapping[str, Any]) -> Item:
-    """What the records keep of an OpenAI batch: status, counts, usage, timestamps and errors."""
-    kept = (
-        "status", "endpoint", "model", "input_file_id", "output_file_id", "error_file_id",
-        "request_counts", "usage", "errors", "created_at", "in_progress_at", "finalizing_at",
-        "completed_at", "failed_at", "expired_at", "cancelling_at", "cancelled_at", "expires_at",
-    )  # fmt: skip
-    return {name: batch[name] for name in kept if batch.get(name) is not None}
+def _update_expression(
+    changes: Mapping[str, Any], *, bump_version: bool, increment: str | None
+) -> dict[str, Any]:
+    """An UpdateExpression with its names and values: each change is SET, or REMOVEd when
+    None; `bump_version` and `increment` add one to "version" and to the named counter."""
+    names: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    sets: list[str] = []
+    removes: list[str] = []
+    # boto3 names the condition's placeholders #n0/:v0; ours must not collide with them.
+    for position, (field, value) in enumerate(changes.items()):
+        names[f"#set{position}"] = field
+        if value is None:
+            removes.append(f"#set{position}")
+        else:
+            values[f":set{position}"] = _to_dynamo(value)
+            sets.append(f"#set{position} = :set{position}")
+    counters = {"#version": "version" if bump_version else None, "#count": increment}
+    for placeholder, counter in counters.items():
+        if counter:
+            names[placeholder] = counter
+            values |= {":one": 1, ":zero": 0}
+            sets.append(f"{placeholder} = if_not_exists({placeholder}, :zero) + :one")
+    expression = ""
+    if sets:
+        expression += "SET " + ", ".join(sets)
+    if removes:
+        expression += " REMOVE " + ", ".join(removes)
+    request: dict[str, Any] = {
+        "UpdateExpression": expression.strip(),
+        "ExpressionAttributeNames": names,
+    }
+    if values:
+        request["ExpressionAttributeValues"] = values
+    return request
 
 
 def _is_conditional_failure(exc: ClientError) -> bool:

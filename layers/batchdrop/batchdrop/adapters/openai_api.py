@@ -18,34 +18,17 @@ from typing import Any
 import requests
 import requests.adapters
 
-JSON = dict[str, Any]
-BodyFactory = Callable[[], Iterable[bytes]]
+from batchdrop.errors import OpenAIError
+from batchdrop.ports import BodyFactory, FileObject, Readable, Retry, Upload
+from batchdrop.records import Batch
 
-# 429 is retried unless it means the account is out of money (retrying cannot fix that).
-_RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+JSON = dict[str, Any]
+
 _TRANSIENT_ERRORS = (
     requests.ConnectionError,
     requests.Timeout,
     requests.exceptions.ChunkedEncodingError,
 )
-
-
-class OpenAIError(Exception):
-    """OpenAI refused a request; the message is OpenAI's own, with the API key redacted."""
-
-    def __init__(self, status: int | None, code: str | None, message: str) -> None:
-        super().__init__(f"OpenAI API error {status} ({code}): {message}")
-        self.status = status
-        self.code = code
-        self.message = message
-        # Set when a call that must not be repeated blindly may have taken effect anyway.
-        self.ambiguous = False
-
-    @property
-    def retryable(self) -> bool:
-        return self.status is None or (
-            self.status in _RETRYABLE_STATUS and self.code != "insufficient_quota"
-        )
 
 
 @dataclass(frozen=True)
@@ -72,14 +55,14 @@ class OpenAIBatchAPI:
         base_url: str,
         api_key: Callable[[], str],
         *,
-        retry: RetryPolicy | None = None,
+        retry: Retry | None = None,
         timeout: tuple[float, float] = (5.0, 120.0),
         session: requests.Session | None = None,
         pool_size: int = 16,
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
-        self._retry = retry or RetryPolicy()
+        self._retry: Retry = retry or RetryPolicy()
         self._timeout = timeout
         self._session = session or _pooled_session(pool_size)
 
@@ -91,15 +74,20 @@ class OpenAIBatchAPI:
 
     # --- files ---------------------------------------------------------------------------------
 
-    def upload_file(self, filename: str, size: int, body: BodyFactory) -> JSON:
+    def upload_file(self, filename: str, size: int, body: BodyFactory) -> FileObject:
         """POST /files with purpose=batch, streaming `size` bytes from `body()`."""
-        return self._multipart("/files", {"purpose": "batch"}, "file", filename, size, body)
+        uploaded: FileObject = self._multipart(
+            "/files", {"purpose": "batch"}, "file", filename, size, body
+        )
+        return uploaded
 
-    def retrieve_file(self, file_id: str) -> JSON:
-        return self._json("GET", f"/files/{file_id}")
+    def retrieve_file(self, file_id: str) -> FileObject:
+        file: FileObject = self._json("GET", f"/files/{file_id}")
+        return file
 
     def delete_file(self, file_id: str) -> JSON:
-        return self._json("DELETE", f"/files/{file_id}")
+        deleted: JSON = self._json("DELETE", f"/files/{file_id}")
+        return deleted
 
     @contextmanager
     def file_content(self, file_id: str) -> Iterator[requests.Response]:
@@ -110,32 +98,48 @@ class OpenAIBatchAPI:
         finally:
             response.close()
 
+    @contextmanager
+    def file_stream(self, file_id: str) -> Iterator[Readable]:
+        """The file's bytes as a binary stream, decoded: a gzip-encoded body reads as the file
+        itself, not compressed."""
+        with self.file_content(file_id) as response:
+            response.raw.decode_content = True
+            yield response.raw
+
     # --- uploads (files over 64 MB) ------------------------------------------------------------
 
-    def create_upload(self, filename: str, size: int) -> JSON:
+    def create_upload(self, filename: str, size: int) -> Upload:
         payload = {
             "purpose": "batch",
             "filename": filename,
             "bytes": size,
             "mime_type": "application/jsonl",
         }
-        return self._json("POST", "/uploads", payload)
+        upload: Upload = self._json("POST", "/uploads", payload)
+        return upload
 
-    def add_upload_part(self, upload_id: str, size: int, body: BodyFactory) -> JSON:
-        return self._multipart(f"/uploads/{upload_id}/parts", {}, "data", "part", size, body)
+    def add_upload_part(self, upload_id: str, size: int, body: BodyFactory) -> Upload:
+        part: Upload = self._multipart(
+            f"/uploads/{upload_id}/parts", {}, "data", "part", size, body
+        )
+        return part
 
-    def complete_upload(self, upload_id: str, part_ids: list[str]) -> JSON:
+    def complete_upload(self, upload_id: str, part_ids: list[str]) -> Upload:
         """Complete an upload. Like creating a batch, this cannot be repeated: a second call
         on a completed upload is refused, so an unknown outcome is raised at once."""
         payload = {"part_ids": part_ids}
-        return self._json("POST", f"/uploads/{upload_id}/complete", payload, retry_ambiguous=False)
+        completed: Upload = self._json(
+            "POST", f"/uploads/{upload_id}/complete", payload, retry_ambiguous=False
+        )
+        return completed
 
-    def cancel_upload(self, upload_id: str) -> JSON:
-        return self._json("POST", f"/uploads/{upload_id}/cancel")
+    def cancel_upload(self, upload_id: str) -> Upload:
+        cancelled: Upload = self._json("POST", f"/uploads/{upload_id}/cancel")
+        return cancelled
 
     # --- batches -------------------------------------------------------------------------------
 
-    def create_batch(self, input_file_id: str, endpoint: str, metadata: Mapping[str, str]) -> JSON:
+    def create_batch(self, input_file_id: str, endpoint: str, metadata: Mapping[str, str]) -> Batch:
         """Create a batch. Failures after which the batch may exist anyway (a dropped connection,
         a timeout, a 5xx) are raised at once, marked `ambiguous`: only the caller can tell, by its
         metadata, whether to adopt what was created or to try again; a blind retry could pay for
@@ -147,15 +151,18 @@ class OpenAIBatchAPI:
             "completion_window": "24h",
             "metadata": dict(metadata),
         }
-        return self._json("POST", "/batches", payload, retry_ambiguous=False)
+        created: Batch = self._json("POST", "/batches", payload, retry_ambiguous=False)
+        return created
 
-    def retrieve_batch(self, batch_id: str) -> JSON:
-        return self._json("GET", f"/batches/{batch_id}")
+    def retrieve_batch(self, batch_id: str) -> Batch:
+        batch: Batch = self._json("GET", f"/batches/{batch_id}")
+        return batch
 
-    def cancel_batch(self, batch_id: str) -> JSON:
-        return self._json("POST", f"/batches/{batch_id}/cancel")
+    def cancel_batch(self, batch_id: str) -> Batch:
+        batch: Batch = self._json("POST", f"/batches/{batch_id}/cancel")
+        return batch
 
-    def list_batches(self, page_size: int = 100) -> Iterator[JSON]:
+    def list_batches(self, page_size: int = 100) -> Iterator[Batch]:
         """Every batch, newest first, following the `after` cursor."""
         after: str | None = None
         while True:
@@ -178,12 +185,12 @@ class OpenAIBatchAPI:
         params: dict[str, Any] | None = None,
         *,
         retry_ambiguous: bool = True,
-    ) -> JSON:
+    ) -> Any:
+        """The response's JSON, whose shape the caller names."""
         response = self._send(
             method, path, json=payload, params=params, retry_ambiguous=retry_ambiguous
         )
-        result: JSON = response.json()
-        return result
+        return response.json()
 
     def _multipart(
         self,
@@ -193,7 +200,7 @@ class OpenAIBatchAPI:
         filename: str,
         size: int,
         body: BodyFactory,
-    ) -> JSON:
+    ) -> Any:
         boundary = uuid.uuid4().hex
 
         def make_body() -> _MultipartBody:
@@ -205,8 +212,7 @@ class OpenAIBatchAPI:
             data=make_body,
             headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
         )
-        result: JSON = response.json()
-        return result
+        return response.json()
 
     def _send(
         self,

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any
 
 from botocore.exceptions import ClientError
 
-from batchdrop.domain.lines import Readable
+from batchdrop.errors import AlreadyWrittenError
+from batchdrop.ports import Readable, Writable
 
 # S3's multipart limits: every part but the last is at least 5 MiB, and an upload has at most
 # 10,000 parts (so 8 MiB parts allow objects of up to about 78 GiB).
@@ -18,16 +19,6 @@ COPY_CHUNK_BYTES = 1024 * 1024
 # S3 checks every part against it, and completing the upload checks the parts' list, so a part
 # corrupted in transit is refused rather than stored. CRC32 is what boto3's transfers use.
 CHECKSUM_ALGORITHM = "CRC32"
-
-
-class AlreadyWrittenError(Exception):
-    """A create-only write found its object there already: an earlier writer made it whole."""
-
-
-class Writable(Protocol):
-    """A binary sink: an open binary file, BytesIO, an S3MultipartWriter."""
-
-    def write(self, data: bytes, /) -> object: ...
 
 
 class S3MultipartWriter:
@@ -185,8 +176,8 @@ def is_precondition_failure(error: ClientError) -> bool:
 def copy_stream(source: Readable, sink: Writable, chunk_size: int = COPY_CHUNK_BYTES) -> int:
     """Copy `source` to `sink` until end of stream, a chunk at a time; return the bytes copied.
 
-    For a requests Response, pass `response.raw` with `decode_content = True` set on it, or
-    a gzip-encoded body would be copied still compressed.
+    For a requests Response, pass `response.raw` with `decode_content = True` set on it (as
+    `OpenAIBatchAPI.file_stream` does), or a gzip-encoded body would be copied still compressed.
     """
     if chunk_size <= 0:
         raise ValueError("chunk_size must be > 0")

@@ -8,13 +8,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from batchdrop.adapters.s3_multipart import (
-    AlreadyWrittenError,
-    S3MultipartWriter,
-    copy_stream,
-    is_precondition_failure,
-)
-from batchdrop.domain.lines import Readable
+from batchdrop.adapters.s3_multipart import S3MultipartWriter, copy_stream, is_precondition_failure
+from batchdrop.errors import AlreadyWrittenError
+from batchdrop.ports import Readable
 
 PRESIGN_SECONDS = 7 * 86_400  # the longest SigV4 allows
 
@@ -25,6 +21,7 @@ class S3Objects:
 
     @property
     def client(self) -> Any:
+        """The boto3 client, for tools and benchmarks; the use cases go through the methods."""
         return self._s3
 
     def open(
@@ -100,11 +97,21 @@ class S3Objects:
 
     def upload_file(self, path: Path, bucket: str, key: str, *, create_only: bool = False) -> None:
         """A local file to S3, streamed in parts; `create_only` as for put_json."""
-        with (
-            path.open("rb") as source,
-            S3MultipartWriter(self._s3, bucket, key, create_only=create_only) as sink,
-        ):
+        with path.open("rb") as source:
+            self.upload_stream(source, bucket, key, create_only=create_only)
+
+    def upload_stream(
+        self, source: Readable, bucket: str, key: str, *, create_only: bool = False
+    ) -> None:
+        """A stream to S3 until its end, in parts, in constant memory; `create_only` as for
+        put_json."""
+        with self.writer(bucket, key, create_only=create_only) as sink:
             copy_stream(source, sink)
+
+    def writer(self, bucket: str, key: str, *, create_only: bool = False) -> S3MultipartWriter:
+        """A new object written as a stream: whole once the `with` block ends, nothing at all if
+        it raises; `create_only` as for put_json (closing raises AlreadyWrittenError)."""
+        return S3MultipartWriter(self._s3, bucket, key, create_only=create_only)
 
     def presigned_url(self, bucket: str, key: str) -> str:
         url: str = self._s3.generate_presigned_url(

@@ -10,7 +10,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
-from batchdrop.settings import ConfigurationError
+from batchdrop.errors import ConfigurationError
 
 _HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
 PLACEHOLDER = "REPLACE_WITH_OPENAI_API_KEY"  # the value template.yaml creates the secret with

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import ClientError
+
+from batchdrop.errors import NoticeRefused
+from batchdrop.ports import Notice
 
 # SNS refuses a subject that is not printable ASCII, holds a line break or a control character,
 # or is not "less than 100 characters" long; such an email would never go out.
@@ -16,18 +18,6 @@ EMPTY_SUBJECT = "batchdrop notice"
 UNREPRESENTABLE = "?"
 # The error codes with which SNS refuses a request as malformed: retrying it cannot succeed.
 REFUSED_AS_INVALID = frozenset({"InvalidParameter", "InvalidParameterValue"})
-
-
-@dataclass(frozen=True)
-class Notice:
-    subject: str
-    body: str
-    # Message attributes let a subscription filter, e.g. only {"status": ["failed"]}.
-    attributes: dict[str, str] = field(default_factory=dict)
-
-
-class NoticeRefused(Exception):
-    """SNS refused the notice as invalid: the same publish will be refused every time."""
 
 
 class SnsNotifier:

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from batchdrop.adapters.sns import Notice
+from batchdrop.ports import Notice
 
 PREVIEW_PROBLEMS = 10  # the email lists a few; the report in S3 lists up to 100
 NO_ERROR_RECORDED = "none recorded (the attempts were stopped, for example out of memory)"

@@ -8,17 +8,17 @@ each follow-up round with whether all of its batches left their absent requests 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from batchdrop.domain.fates import NOT_RUN_BATCH_STATUSES, RETRYABLE_BATCH_ERRORS, FollowUpRound
+from batchdrop.records import BatchRecord
 
 
-def is_part(record: dict[str, Any]) -> bool:
+def is_part(record: BatchRecord) -> bool:
     """A part of the dropped file, as against a follow-up batch of its unfinished requests."""
     return bool(record.get("kind", "part") == "part")
 
 
-def batch_error(record: dict[str, Any]) -> str | None:
+def batch_error(record: BatchRecord) -> str | None:
     """A failed batch's first error code (None for any other batch)."""
     if record.get("status") != "failed":
         return None
@@ -27,12 +27,12 @@ def batch_error(record: dict[str, Any]) -> str | None:
     return codes[0] if codes else None
 
 
-def failed_for_good(record: dict[str, Any]) -> bool:
+def failed_for_good(record: BatchRecord) -> bool:
     """A failed batch whose requests sending again would not help."""
     return record.get("status") == "failed" and batch_error(record) not in RETRYABLE_BATCH_ERRORS
 
 
-def part_ending(part: dict[str, Any], copies: Sequence[dict[str, Any]]) -> tuple[str, str | None]:
+def part_ending(part: BatchRecord, copies: Sequence[BatchRecord]) -> tuple[str, str | None]:
     """How a part's batches ended, taken as one, when duplicates of it ran too: a request in
     none of their files may go again only if none of them could have run it. So a batch that
     ran decides, then one that failed for good, and only then the part's own."""
@@ -42,11 +42,11 @@ def part_ending(part: dict[str, Any], copies: Sequence[dict[str, Any]]) -> tuple
     return str(chosen["status"]), batch_error(chosen)
 
 
-def round_of(record: dict[str, Any]) -> int:
+def round_of(record: BatchRecord) -> int:
     return int(record.get("round", 0))
 
 
-def follow_up_rounds(records: Sequence[dict[str, Any]]) -> list[FollowUpRound]:
+def follow_up_rounds(records: Sequence[BatchRecord]) -> list[FollowUpRound]:
     """Rounds 1, 2, ... of follow-ups, each not run when none of its batches ran anything."""
     latest = max((round_of(record) for record in records), default=0)
     return [

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from batchdrop.adapters.s3_multipart import Writable
+from batchdrop.ports import Writable
 
 Path = tuple[str, ...]
 BODY: Path = ("response", "body")

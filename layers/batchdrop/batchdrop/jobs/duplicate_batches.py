@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from batchdrop import SERVICE
-from batchdrop.adapters.job_store import JobStore
-from batchdrop.adapters.openai_api import OpenAIBatchAPI, OpenAIError
 from batchdrop.domain.model import TERMINAL_BATCH_STATUSES
+from batchdrop.errors import OpenAIError
+from batchdrop.ports import BatchAPI, JobRepository
+from batchdrop.records import Batch, BatchRecord
 
 logger = Logger(service=SERVICE, child=True)
 
@@ -35,12 +35,12 @@ class DuplicateBatchSweeper:
     """Finds and cancels duplicate batches: one listing per tick, bounded by the oldest active
     batch, and one consistent read of a job's parts only when that job has a duplicate."""
 
-    def __init__(self, *, api: OpenAIBatchAPI, store: JobStore, metrics: Metrics) -> None:
+    def __init__(self, *, api: BatchAPI, store: JobRepository, metrics: Metrics) -> None:
         self._api = api
         self._store = store
         self._metrics = metrics
 
-    def sweep_safely(self, items: list[dict[str, Any]], time_left: Callable[[], float]) -> int:
+    def sweep_safely(self, items: list[BatchRecord], time_left: Callable[[], float]) -> int:
         """Sweep; a failure is logged and counted and never stops the tick."""
         if time_left() < SWEEP_RESERVE_SECONDS:
             return 0
@@ -51,7 +51,7 @@ class DuplicateBatchSweeper:
             self._metrics.add_metric("DuplicateSweepFailed", MetricUnit.Count, 1)
             return 0
 
-    def sweep(self, items: list[dict[str, Any]]) -> int:
+    def sweep(self, items: list[BatchRecord]) -> int:
         """Cancel the duplicates of the active items' batches; how many were cancelled."""
         created = [int(item["openai"]["created_at"]) for item in items if _has_batch(item)]
         if not created:
@@ -59,9 +59,9 @@ class DuplicateBatchSweeper:
         horizon = min(created) - DUPLICATE_LOOKBACK_SECONDS
         return sum(self._resolve(group) for group in self._shared_tokens(horizon))
 
-    def _shared_tokens(self, horizon: int) -> Iterable[list[dict[str, Any]]]:
+    def _shared_tokens(self, horizon: int) -> Iterable[list[Batch]]:
         """batchdrop's batches made since `horizon`, grouped by a token two or more carry."""
-        by_token: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        by_token: dict[str, list[Batch]] = defaultdict(list)
         for batch in self._api.list_batches():
             if batch["created_at"] < horizon:
                 break  # newest first: everything further back predates every active batch
@@ -70,12 +70,13 @@ class DuplicateBatchSweeper:
                 by_token[metadata["submission_token"]].append(batch)
         return [group for group in by_token.values() if len(group) > 1]
 
-    def _resolve(self, group: list[dict[str, Any]]) -> int:
+    def _resolve(self, group: list[Batch]) -> int:
         """Keep the batch its part records (or has in its history); cancel the rest, and record
         them all on the part."""
-        job_id = group[0]["metadata"]["batchdrop_job"]
-        index = int(group[0]["metadata"]["batchdrop_part"])
-        part = next((p for p in self._store.batches(job_id) if int(p["index"]) == index), {})
+        metadata = group[0].get("metadata") or {}  # every batch of a group carries batchdrop's
+        job_id, index = metadata["batchdrop_job"], int(metadata["batchdrop_part"])
+        recorded = [p for p in self._store.batches(job_id) if int(p["index"]) == index]
+        part: BatchRecord = recorded[0] if recorded else {}
         known = {part.get("batch_id"), *part.get("previous_batch_ids", [])}
         ids = [batch["id"] for batch in group]
         if not known.intersection(ids):
@@ -109,5 +110,5 @@ class DuplicateBatchSweeper:
         return True
 
 
-def _has_batch(item: dict[str, Any]) -> bool:
+def _has_batch(item: BatchRecord) -> bool:
     return "batch_id" in item and "created_at" in (item.get("openai") or {})

@@ -14,18 +14,13 @@ import uuid
 from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
-from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from batchdrop import SERVICE
-from batchdrop.adapters.job_store import JobStore, openai_fields
-from batchdrop.adapters.openai_api import OpenAIBatchAPI
-from batchdrop.adapters.s3_multipart import AlreadyWrittenError, S3MultipartWriter, copy_stream
-from batchdrop.adapters.s3_objects import S3Objects
 from batchdrop.domain.emails import JobOutcome, outcome_notice
-from batchdrop.domain.lines import IterableReader, Readable
+from batchdrop.domain.lines import IterableReader
 from batchdrop.domain.merge_inputs import (
     failed_for_good,
     follow_up_rounds,
@@ -42,8 +37,11 @@ from batchdrop.domain.model import (
 )
 from batchdrop.domain.results import MergeSummary, PartInput, ResultFile, merge_in_input_order
 from batchdrop.domain.validation import normalised_lines, validate_stream
+from batchdrop.errors import AlreadyWrittenError
 from batchdrop.jobs.launch import BatchLauncher, ObjectVersion, batch_metadata
 from batchdrop.jobs.outbox import NoticeOutbox
+from batchdrop.ports import BatchAPI, JobRepository, Notice, ObjectStore, Readable
+from batchdrop.records import BatchErrorDetail, BatchRecord, JobRecord, openai_fields
 
 logger = Logger(service=SERVICE, child=True)
 
@@ -58,10 +56,10 @@ class JobFinisher:
         self,
         *,
         input_prefix: str,
-        objects: S3Objects,
-        api: OpenAIBatchAPI,
+        objects: ObjectStore,
+        api: BatchAPI,
         launcher: BatchLauncher,
-        store: JobStore,
+        store: JobRepository,
         outbox: NoticeOutbox,
         metrics: Metrics,
         resubmit_unfinished: bool,
@@ -115,22 +113,22 @@ class JobFinisher:
 
     # --- results ---------------------------------------------------------------------------
 
-    def _duplicate_copies(self, parts: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    def _duplicate_copies(self, parts: list[BatchRecord]) -> list[BatchRecord] | None:
         """The batches a part's token made besides the part's own (found by the duplicate
         sweep), each as a copy of its part: whatever one ran was paid for, so its results count
         as the part's. None while one has not ended, cancelled or not."""
-        copies = []
+        copies: list[BatchRecord] = []
         for part in parts:
             for batch_id in sorted(part.get("duplicate_batch_ids", ())):
                 batch = self._api.retrieve_batch(batch_id)
                 if batch["status"] not in TERMINAL_BATCH_STATUSES:
                     return None
-                fields = {"batch_id": batch_id, "status": batch["status"]}
+                fields: BatchRecord = {"batch_id": batch_id, "status": batch["status"]}
                 copies.append({**part, **fields, "openai": openai_fields(batch)})
         return copies
 
     def _bring_home(
-        self, job: dict[str, Any], parts: list[dict[str, Any]], copies: list[dict[str, Any]]
+        self, job: JobRecord, parts: list[BatchRecord], copies: list[BatchRecord]
     ) -> tuple[MergeSummary, str | None]:
         """Save the raw files and this round's merged results, each written only where nothing
         is yet: a slow attempt from an earlier round can never write over a later one's."""
@@ -149,9 +147,7 @@ class JobFinisher:
             not_succeeded_path = scratch / "not_succeeded.jsonl"
             with (
                 suppress(AlreadyWrittenError),  # an earlier attempt of this round wrote it whole
-                S3MultipartWriter(
-                    self._objects.client, bucket, f"{prefix}results.jsonl", create_only=True
-                ) as merged,
+                self._objects.writer(bucket, f"{prefix}results.jsonl", create_only=True) as merged,
                 unfinished_path.open("wb") as unfinished,
                 not_succeeded_path.open("wb") as not_succeeded,
             ):
@@ -175,7 +171,7 @@ class JobFinisher:
         )
         return summary, unfinished_key
 
-    def _job_prefix(self, job: dict[str, Any]) -> str:
+    def _job_prefix(self, job: JobRecord) -> str:
         """The job's own results folder, as recorded when it was claimed."""
         recorded = job.get("results_prefix")
         if recorded:
@@ -184,7 +180,7 @@ class JobFinisher:
             job["source_key"], self._input_prefix, int(job["created_at"]), job["job_id"]
         )
 
-    def _point_to_newest(self, job: dict[str, Any]) -> None:
+    def _point_to_newest(self, job: JobRecord) -> None:
         """Keep results/<name>/latest.json on the newest job of the file, whatever order jobs
         finish in: each write is conditional on what was read, and a lost race reads again."""
         bucket = job["source_bucket"]
@@ -209,8 +205,8 @@ class JobFinisher:
         self,
         bucket: str,
         prefix: str,
-        parts: list[dict[str, Any]],
-        copies: list[dict[str, Any]],
+        parts: list[BatchRecord],
+        copies: list[BatchRecord],
     ) -> list[ResultFile]:
         """Each batch's saved output and error files, with the part or round they belong to;
         a duplicate's files belong to its part."""
@@ -226,9 +222,10 @@ class JobFinisher:
                     files.append(ResultFile(stream, position, round_of(part), duplicate))
         return files
 
-    def _save_raw(self, bucket: str, prefix: str, part: dict[str, Any], kind: str) -> str | None:
+    def _save_raw(self, bucket: str, prefix: str, part: BatchRecord, kind: str) -> str | None:
         """Stream one of OpenAI's result files into S3 as it is, in constant memory."""
-        file_id = part.get("openai", {}).get(f"{kind}_file_id")
+        batch = part.get("openai", {})
+        file_id = batch.get("output_file_id") if kind == "output" else batch.get("error_file_id")
         if not file_id:
             return None  # e.g. "completed" with every request failed has no output file
         key = f"{prefix}raw/{part['batch_id']}.{kind}.jsonl"
@@ -236,14 +233,12 @@ class JobFinisher:
             return key  # an object appears only whole: an earlier finish saved it
         with (
             suppress(AlreadyWrittenError),  # an overlapping finish saved it meanwhile
-            self._api.file_content(file_id) as response,
-            S3MultipartWriter(self._objects.client, bucket, key, create_only=True) as sink,
+            self._api.file_stream(file_id) as content,
         ):
-            response.raw.decode_content = True  # a gzip-encoded body is stored decoded
-            copy_stream(response.raw, sink)
+            self._objects.upload_stream(content, bucket, key, create_only=True)
         return key
 
-    def _input_stream(self, job: dict[str, Any], part: dict[str, Any]) -> Callable[[], Readable]:
+    def _input_stream(self, job: JobRecord, part: BatchRecord) -> Callable[[], Readable]:
         """The part's requests exactly as they were sent to OpenAI."""
         start, end = int(part["start"]), int(part["end"])
 
@@ -262,7 +257,7 @@ class JobFinisher:
     # --- follow-ups of unfinished requests ---------------------------------------------------
 
     def _wants_follow_up(
-        self, job: dict[str, Any], parts: list[dict[str, Any]], summary: MergeSummary
+        self, job: JobRecord, parts: list[BatchRecord], summary: MergeSummary
     ) -> bool:
         rounds = _round(parts)
         return (
@@ -275,7 +270,7 @@ class JobFinisher:
         )
 
     def _launch_follow_up(
-        self, job: dict[str, Any], parts: list[dict[str, Any]], unfinished_key: str
+        self, job: JobRecord, parts: list[BatchRecord], unfinished_key: str
     ) -> None:
         """Submit the unfinished requests as new batches of the same job."""
         bucket, job_id = job["source_bucket"], job["job_id"]
@@ -322,16 +317,16 @@ class JobFinisher:
 
     def _record_outcome(
         self,
-        job: dict[str, Any],
-        parts: list[dict[str, Any]],
+        job: JobRecord,
+        parts: list[BatchRecord],
         summary: MergeSummary,
         unfinished_key: str | None,
-        copies: list[dict[str, Any]],
+        copies: list[BatchRecord],
     ) -> None:
         outcome = _outcome(parts, summary)
         usage = _usage([*parts, *copies])  # a duplicate's tokens were paid for too
         prefix = round_prefix(self._job_prefix(job), _round(parts))
-        record = {
+        record: JobRecord = {
             "status": outcome,
             "total": summary.total,
             "succeeded": summary.succeeded,
@@ -363,7 +358,7 @@ class JobFinisher:
         self._metrics.add_metric("TokensUsed", MetricUnit.Count, usage["total_tokens"])
         logger.info("job finished", extra={"job_id": job["job_id"], "outcome": outcome})
 
-    def _notice(self, job: dict[str, Any]) -> Any:
+    def _notice(self, job: JobRecord) -> Notice:
         bucket = job["source_bucket"]
         unfinished_key = job.get("unfinished_key")
         not_succeeded_key = job.get("not_succeeded_key")
@@ -401,12 +396,12 @@ class JobFinisher:
         )
 
 
-def _round(parts: list[dict[str, Any]]) -> int:
+def _round(parts: list[BatchRecord]) -> int:
     """The job's current round: 0, or the latest follow-up of its unfinished requests."""
     return max(round_of(part) for part in parts)
 
 
-def _outcome(parts: list[dict[str, Any]], summary: MergeSummary) -> str:
+def _outcome(parts: list[BatchRecord], summary: MergeSummary) -> str:
     statuses = {part["status"] for part in parts}
     latest = max(round_of(part) for part in parts)
     # A part that failed for a reason that clears, and was followed up since, is settled by
@@ -421,21 +416,24 @@ def _outcome(parts: list[dict[str, Any]], summary: MergeSummary) -> str:
     return JobStatus.COMPLETED
 
 
-def _usage(parts: list[dict[str, Any]]) -> dict[str, int]:
+def _usage(parts: list[BatchRecord]) -> dict[str, int]:
     totals = dict.fromkeys(USAGE_FIELDS, 0)
     for part in parts:
         usage = part.get("openai", {}).get("usage") or {}
-        for name in USAGE_FIELDS:
-            totals[name] += int(usage.get(name, 0))
+        totals["input_tokens"] += int(usage.get("input_tokens", 0))
+        totals["output_tokens"] += int(usage.get("output_tokens", 0))
+        totals["total_tokens"] += int(usage.get("total_tokens", 0))
     return totals
 
 
-def _batch_errors(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    errors: list[dict[str, Any]] = []
+def _batch_errors(parts: list[BatchRecord]) -> list[BatchErrorDetail]:
+    errors: list[BatchErrorDetail] = []
     for part in parts:
         if part["status"] == "failed":
             data = (part.get("openai", {}).get("errors") or {}).get("data") or []
             errors.extend(
-                {key: error.get(key) for key in ("code", "line", "message")} for error in data
-            )
+                {"code": error.get("code"), "line": error.get("line"),
+                 "message": error.get("message")}
+                for error in data
+            )  # fmt: skip
     return errors[:100]

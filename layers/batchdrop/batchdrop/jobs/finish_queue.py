@@ -20,18 +20,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import Protocol
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from batchdrop import SERVICE
-from batchdrop.adapters.job_store import JobStore, StaleRecordError
-from batchdrop.adapters.sns import NoticeRefused
 from batchdrop.domain.emails import needs_attention_notice
 from batchdrop.domain.model import JobStatus
+from batchdrop.errors import NoticeRefused, StaleRecordError
 from batchdrop.jobs.finish import FINISH_RESERVE_SECONDS
 from batchdrop.jobs.outbox import NoticeOutbox
+from batchdrop.ports import JobRepository
+from batchdrop.records import JobRecord
 
 logger = Logger(service=SERVICE, child=True)
 
@@ -55,7 +56,7 @@ class FinishQueue:
     def __init__(
         self,
         *,
-        store: JobStore,
+        store: JobRepository,
         finisher: Finisher,
         outbox: NoticeOutbox,
         metrics: Metrics,
@@ -83,11 +84,11 @@ class FinishQueue:
                 done[str(job["job_id"])] = result
         return done
 
-    def _in_turn(self, job_ids: Iterable[str]) -> list[dict[str, Any]]:
+    def _in_turn(self, job_ids: Iterable[str]) -> list[JobRecord]:
         jobs = [job for job_id in job_ids if (job := self._store.get_job(job_id)) is not None]
         return sorted(jobs, key=lambda job: (int(job.get("finish_attempted_at", 0)), job["job_id"]))
 
-    def _take_turn(self, job: dict[str, Any], time_left: Callable[[], float]) -> str:
+    def _take_turn(self, job: JobRecord, time_left: Callable[[], float]) -> str:
         """One job's turn. Nothing raised here may stop the next job's turn."""
         job_id = str(job["job_id"])
         try:
@@ -108,7 +109,7 @@ class FinishQueue:
                              extra={"job_id": job_id})  # fmt: skip
             return "error"
 
-    def _begin(self, job: dict[str, Any], time_left: Callable[[], float]) -> dict[str, Any] | None:
+    def _begin(self, job: JobRecord, time_left: Callable[[], float]) -> JobRecord | None:
         """Record the attempt before it starts. An earlier attempt still open past its deadline
         was killed, and is counted as a failure now."""
         now = self._store.now()
@@ -116,7 +117,7 @@ class FinishQueue:
         if open_until is not None and int(open_until) > now:
             return None
         failures = int(job.get("finish_failures", 0))
-        changes: dict[str, Any] = {
+        changes: JobRecord = {
             "finish_attempted_at": now,
             "finish_attempt_until": now + math.ceil(time_left()),
         }
@@ -128,8 +129,8 @@ class FinishQueue:
         self._store.update_finish_attempt(job["job_id"], changes, open_until=open_mark)
         return {**job, **changes, "finish_failures": failures}
 
-    def _attempt(self, job: dict[str, Any], time_left: Callable[[], float]) -> str:
-        job_id, mine = str(job["job_id"]), int(job["finish_attempt_until"])
+    def _attempt(self, job: JobRecord, time_left: Callable[[], float]) -> str:
+        job_id, mine = str(job["job_id"]), _deadline(job)
         try:
             result = self._finisher.finish(job_id, time_left)
         except StaleRecordError:
@@ -137,20 +138,20 @@ class FinishQueue:
         except Exception as exc:
             logger.exception("finishing a job failed", extra={"job_id": job_id})
             return self._failed(job, f"{type(exc).__name__}: {exc}")
-        closed: dict[str, Any] = {"finish_attempt_until": None}
+        closed: JobRecord = {"finish_attempt_until": None}
         if result != "not_ready":
             closed |= {"finish_failures": 0, "last_finish_error": None}
         self._store.update_finish_attempt(job_id, closed, open_until=mine)
         return result
 
-    def _failed(self, job: dict[str, Any], error: str) -> str:
+    def _failed(self, job: JobRecord, error: str) -> str:
         job_id = str(job["job_id"])
         failures = int(job["finish_failures"]) + 1
         self._store.update_finish_attempt(
             job_id,
             {"finish_attempt_until": None, "finish_failures": failures,
              "last_finish_error": error[:500]},
-            open_until=int(job["finish_attempt_until"]),
+            open_until=_deadline(job),
         )  # fmt: skip
         self._count_failure(job_id, failures, error)
         if failures >= self._limit:
@@ -164,7 +165,7 @@ class FinishQueue:
             extra={"job_id": job_id, "failures": failures, "limit": self._limit, "error": error},
         )
 
-    def _set_aside(self, job: dict[str, Any]) -> str:
+    def _set_aside(self, job: JobRecord) -> str:
         """The uploader is told first (once), then the job and its batches are set aside. Each
         step is safe to repeat, so a set-aside cut short is completed by the next tick."""
         job_id = str(job["job_id"])
@@ -185,7 +186,7 @@ class FinishQueue:
         )  # fmt: skip
         return JobStatus.NEEDS_ATTENTION.value
 
-    def _tell_uploader(self, job: dict[str, Any]) -> None:
+    def _tell_uploader(self, job: JobRecord) -> None:
         """One email; if SNS refuses it as invalid, that is recorded and the job is set aside
         all the same: the operator's alarm does not depend on it, and nothing may loop on it."""
         notice = needs_attention_notice(
@@ -201,3 +202,10 @@ class FinishQueue:
             self._metrics.add_metric("NoticesRefused", MetricUnit.Count, 1)
             logger.error("the needs-attention email was refused; the job is set aside regardless",
                          extra={"job_id": job["job_id"]})  # fmt: skip
+
+
+def _deadline(attempt: JobRecord) -> int:
+    """The deadline of the attempt `_begin` recorded on the job."""
+    until = attempt.get("finish_attempt_until")
+    assert until is not None, "an attempt is begun with its deadline"
+    return int(until)

@@ -8,15 +8,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
 
 from aws_lambda_powertools import Logger
 
 from batchdrop import SERVICE
-from batchdrop.adapters.openai_api import BodyFactory, OpenAIBatchAPI, OpenAIError, RetryPolicy
-from batchdrop.adapters.s3_objects import S3Objects
 from batchdrop.domain.approval import ApprovedBytes, UploadAbandoned
 from batchdrop.domain.validation import Part, normalised_lines
+from batchdrop.errors import OpenAIError
+from batchdrop.ports import BatchAPI, BodyFactory, ObjectStore, Retry
+from batchdrop.records import Batch
 
 logger = Logger(service=SERVICE, child=True)
 
@@ -42,7 +42,7 @@ class ObjectVersion:
 
 
 class BatchLauncher:
-    def __init__(self, objects: S3Objects, api: OpenAIBatchAPI, retry: RetryPolicy) -> None:
+    def __init__(self, objects: ObjectStore, api: BatchAPI, retry: Retry) -> None:
         self._objects = objects
         self._api = api
         self._retry = retry
@@ -107,7 +107,7 @@ class BatchLauncher:
         metadata: Mapping[str, str],
         recorded_at: int,
         look_first: bool,
-    ) -> dict[str, Any]:
+    ) -> Batch:
         """Create the batch, or adopt the one an interrupted attempt created (found by the
         `submission_token` in its metadata). `look_first` when an earlier attempt may have
         got as far as creating it. A create that failed in a way that may have taken effect
@@ -133,9 +133,7 @@ class BatchLauncher:
                     return adopted
         raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
 
-    def _settle_and_look(
-        self, token: str, recorded_at: int, error: OpenAIError
-    ) -> dict[str, Any] | None:
+    def _settle_and_look(self, token: str, recorded_at: int, error: OpenAIError) -> Batch | None:
         """Wait out the create's own timeout, then look for its token, more than once: looking
         at once could miss a create OpenAI is still working on, and pay for a second batch."""
         logger.warning(
@@ -154,7 +152,7 @@ class BatchLauncher:
         logger.warning("no batch carries the token; creating it again", extra={"looks": look})
         return None
 
-    def find(self, token: str, recorded_at: int) -> dict[str, Any] | None:
+    def find(self, token: str, recorded_at: int) -> Batch | None:
         """The batch whose metadata carries `token`, made no earlier than shortly before
         `recorded_at` (when its attempt began), if there is one."""
         for batch in self._api.list_batches():

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from aws_lambda_powertools import Logger
 
 from batchdrop import SERVICE
-from batchdrop.adapters.job_store import JobStore
-from batchdrop.adapters.sns import Notice, NoticeRefused
+from batchdrop.errors import NoticeRefused
+from batchdrop.ports import JobRepository, Notice, Publisher
 
 logger = Logger(service=SERVICE, child=True)
 
@@ -16,12 +14,8 @@ logger = Logger(service=SERVICE, child=True)
 CLAIM_LEASE_SECONDS = 20 * 60
 
 
-class Publisher(Protocol):
-    def publish(self, notice: Notice) -> str: ...
-
-
 class NoticeOutbox:
-    def __init__(self, store: JobStore, publisher: Publisher) -> None:
+    def __init__(self, store: JobRepository, publisher: Publisher) -> None:
         self._store = store
         self._publisher = publisher
 

@@ -17,15 +17,15 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from batchdrop import SERVICE
-from batchdrop.adapters.job_store import JobStore, StaleRecordError, openai_fields
-from batchdrop.adapters.openai_api import OpenAIBatchAPI
-from batchdrop.adapters.sns import NoticeRefused
 from batchdrop.domain.emails import stuck_notice
 from batchdrop.domain.model import TERMINAL_BATCH_STATUSES
+from batchdrop.errors import NoticeRefused, StaleRecordError
 from batchdrop.jobs.duplicate_batches import DuplicateBatchSweeper
 from batchdrop.jobs.finish_queue import FinishQueue
 from batchdrop.jobs.launch import BatchLauncher, batch_metadata
 from batchdrop.jobs.outbox import NoticeOutbox
+from batchdrop.ports import BatchAPI, JobRepository
+from batchdrop.records import Batch, BatchFields, BatchRecord, openai_fields
 
 logger = Logger(service=SERVICE, child=True)
 
@@ -38,7 +38,6 @@ TOKEN_LIMIT_MAX_RESUBMITS = 6
 REFRESH_RESERVE_SECONDS = 20.0
 # A launch younger than any invocation may still be running; leave it to finish.
 LAUNCH_LEASE_SECONDS = 20 * 60
-STUCK_STATUSES = {"validating": "created_at", "finalizing": "finalizing_at"}
 _TERMINAL_METRICS = {
     "completed": "BatchesCompleted",
     "failed": "BatchesFailed",
@@ -83,8 +82,8 @@ class Poller:
     def __init__(
         self,
         *,
-        store: JobStore,
-        api: OpenAIBatchAPI,
+        store: JobRepository,
+        api: BatchAPI,
         launcher: BatchLauncher,
         duplicates: DuplicateBatchSweeper,
         outbox: NoticeOutbox,
@@ -122,7 +121,7 @@ class Poller:
         # A job is handed to the finisher only once every one of its batches is final.
         ready = {item["job_id"]: True for item in items}
         with ThreadPoolExecutor(max_workers=self._concurrency) as pool:
-            futures: list[tuple[dict[str, Any], Future[str]]] = []
+            futures: list[tuple[BatchRecord, Future[str]]] = []
             for item in items:
                 futures.append((item, pool.submit(self._refresh_safely, item, time_left)))
             for item, future in futures:
@@ -148,7 +147,7 @@ class Poller:
 
     # --- one batch ---------------------------------------------------------------------------
 
-    def _refresh_safely(self, item: dict[str, Any], time_left: Callable[[], float]) -> str:
+    def _refresh_safely(self, item: BatchRecord, time_left: Callable[[], float]) -> str:
         """Refresh one batch; any failure leaves it active for the next tick, never lost."""
         if time_left() < REFRESH_RESERVE_SECONDS:
             return "deferred"  # checked as the refresh starts: queued work may wait a while
@@ -163,14 +162,15 @@ class Poller:
             )
             return "error"
 
-    def _refresh(self, item: dict[str, Any]) -> str:
+    def _refresh(self, item: BatchRecord) -> str:
         """ "final" when the batch is (already or now) final, else what happened to it."""
         if item.get("final"):
             return "final"  # waiting for its job's other batches or for the finisher
-        if item.get("retry_at") is not None:
+        retry_at = item.get("retry_at")
+        if retry_at is not None:
             if item.get("cancel_requested"):
                 return self._cancel_waiting(item)
-            return self._resubmit_when_due(item)
+            return self._resubmit_when_due(item, retry_at)
         if "batch_id" not in item:
             return self._launch_interrupted(item)
         batch = self._api.retrieve_batch(item["batch_id"])
@@ -184,7 +184,7 @@ class Poller:
         # judged final or scheduled for a retry, so only a live batch may stay as it is.
         if unchanged and status not in TERMINAL_BATCH_STATUSES:
             return "unchanged"
-        changes: dict[str, Any] = {"status": status, "openai": openai_fields(batch)}
+        changes: BatchRecord = {"status": status, "openai": openai_fields(batch)}
         if status in TERMINAL_BATCH_STATUSES:
             changes.update(self._terminal_changes(item, batch))
         self._store.update_batch(
@@ -193,12 +193,12 @@ class Poller:
         self._log_change(item, batch, changes)
         return "final" if changes.get("final") else "changed"
 
-    def _cancel_waiting(self, item: dict[str, Any]) -> str:
+    def _cancel_waiting(self, item: BatchRecord) -> str:
         """A batch waiting to be resubmitted is not resubmitted once its job is cancelled; one a
         crashed tick may already have created is adopted, and cancelled by the next refresh."""
         token = item.get("pending_token")
-        adopted = self._launcher.find(token, int(item["pending_since"])) if token else None
-        changes: dict[str, Any] = {"retry_at": None, "pending_token": None, "pending_since": None}
+        adopted = self._launcher.find(token, _pending_since(item)) if token else None
+        changes: BatchRecord = {"retry_at": None, "pending_token": None, "pending_since": None}
         if adopted is None:
             changes |= {"status": "cancelled", "final": True}
         else:
@@ -208,7 +208,7 @@ class Poller:
         )
         return "final" if adopted is None else "changed"
 
-    def _terminal_changes(self, item: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any]:
+    def _terminal_changes(self, item: BatchRecord, batch: Batch) -> BatchRecord:
         """A batch has ended: either it is final, or it must wait and be tried again."""
         attempts = int(item.get("resubmits", 0))
         if _failed_on_token_limit(batch) and attempts < TOKEN_LIMIT_MAX_RESUBMITS:
@@ -221,9 +221,9 @@ class Poller:
         self._metrics.add_metric(_TERMINAL_METRICS[batch["status"]], MetricUnit.Count, 1)
         return {"final": True}
 
-    def _resubmit_when_due(self, item: dict[str, Any]) -> str:
+    def _resubmit_when_due(self, item: BatchRecord, retry_at: int) -> str:
         now = self._store.now()
-        if now < int(item["retry_at"]):
+        if now < int(retry_at):
             return "unchanged"
         token = item.get("pending_token")
         if token is None:
@@ -238,11 +238,11 @@ class Poller:
             item = {**item, "pending_token": token, "pending_since": now}
             item["version"] = int(item["version"]) + 1
             look_first = False
-        elif now - int(item["pending_since"]) < LAUNCH_LEASE_SECONDS:
+        elif now - _pending_since(item) < LAUNCH_LEASE_SECONDS:
             return "unchanged"  # another tick may still be creating it
         else:
             look_first = True
-        batch = self._launch(item, token, int(item["pending_since"]), look_first=look_first)
+        batch = self._launch(item, token, _pending_since(item), look_first=look_first)
         self._store.update_batch(
             item["job_id"],
             item["index"],
@@ -259,8 +259,8 @@ class Poller:
         return "resubmitted"
 
     def _launch(
-        self, item: dict[str, Any], token: str, recorded_at: int, *, look_first: bool
-    ) -> dict[str, Any]:
+        self, item: BatchRecord, token: str, recorded_at: int, *, look_first: bool
+    ) -> Batch:
         job = self._store.get_job(item["job_id"]) or {}
         return self._launcher.create_or_adopt(
             file_id=str(item["file_id"]),
@@ -272,7 +272,7 @@ class Poller:
             look_first=look_first,
         )
 
-    def _launch_interrupted(self, item: dict[str, Any]) -> str:
+    def _launch_interrupted(self, item: BatchRecord) -> str:
         """A follow-up whose file was uploaded but whose batch was never recorded: finish the
         launch, adopting the batch if it was created. Recent ones may still be mid-launch."""
         if self._store.now() - int(item["created_at"]) < LAUNCH_LEASE_SECONDS:
@@ -283,9 +283,8 @@ class Poller:
         self._store.record_batch(item["job_id"], item["index"], batch)
         return "changed"
 
-    def _warn_if_stuck(self, item: dict[str, Any], batch: dict[str, Any]) -> None:
-        since_field = STUCK_STATUSES.get(batch["status"])
-        since = batch.get(since_field) if since_field else None
+    def _warn_if_stuck(self, item: BatchRecord, batch: Batch) -> None:
+        since = _stuck_since(batch)
         if since is None:
             return
         stuck_for = self._store.now() - int(since)
@@ -306,9 +305,7 @@ class Poller:
         except NoticeRefused:
             self._metrics.add_metric("NoticesRefused", MetricUnit.Count, 1)
 
-    def _log_change(
-        self, item: dict[str, Any], batch: dict[str, Any], changes: dict[str, Any]
-    ) -> None:
+    def _log_change(self, item: BatchRecord, batch: Batch, changes: BatchRecord) -> None:
         logger.info(
             "batch changed",
             extra={
@@ -322,7 +319,7 @@ class Poller:
         )
 
 
-def _waits_on(item: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any]:
+def _waits_on(item: BatchRecord, batch: Batch) -> BatchRecord:
     """A part moves to a new batch; the batches it had before stay in its history."""
     return {
         "batch_id": batch["id"],
@@ -332,13 +329,30 @@ def _waits_on(item: dict[str, Any], batch: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _failed_on_token_limit(batch: dict[str, Any]) -> bool:
+def _pending_since(item: BatchRecord) -> int:
+    """When the pending resubmission's token was recorded."""
+    since = item.get("pending_since")
+    assert since is not None, "a pending token is recorded with its time"
+    return int(since)
+
+
+def _stuck_since(batch: Batch) -> int | None:
+    """Since when a batch has been in a status it can get stuck in: validating since it was
+    created, finalizing since it began to; None in any other status."""
+    if batch["status"] == "validating":
+        return batch.get("created_at")
+    if batch["status"] == "finalizing":
+        return batch.get("finalizing_at")
+    return None
+
+
+def _failed_on_token_limit(batch: Batch) -> bool:
     if batch["status"] != "failed":
         return False
     errors = (batch.get("errors") or {}).get("data") or []
     return any(error.get("code") == TOKEN_LIMIT_ERROR for error in errors)
 
 
-def _counts(batch: dict[str, Any]) -> tuple[int, int, int]:
+def _counts(batch: BatchFields) -> tuple[int, int, int]:
     counts = batch.get("request_counts") or {}
     return (counts.get("total", 0), counts.get("completed", 0), counts.get("failed", 0))

@@ -10,18 +10,19 @@ their end, and the uploader gets one email saying what was and was not submitted
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from batchdrop import SERVICE
-from batchdrop.adapters.job_store import JobStore
-from batchdrop.adapters.sns import NoticeRefused
 from batchdrop.domain.emails import SubmittedPart, abandoned_submission_notice
 from batchdrop.domain.model import JobStatus
+from batchdrop.errors import NoticeRefused
 from batchdrop.jobs.outbox import NoticeOutbox
+from batchdrop.ports import JobRepository, Notice
+from batchdrop.records import BatchRecord, JobRecord
 
 logger = Logger(service=SERVICE, child=True)
 
@@ -32,15 +33,20 @@ RESUME_FIRST_WAIT_SECONDS = 5 * 60
 RESUME_MAX_WAIT_SECONDS = 2 * 60 * 60
 
 
+class Outcome(Protocol):
+    @property
+    def status(self) -> str: ...
+
+
 class Resumable(Protocol):
-    def resume(self, job: Mapping[str, Any], *, retry_at: int) -> Any: ...
+    def resume(self, job: JobRecord, *, retry_at: int) -> Outcome: ...
 
 
 class SubmissionResumer:
     def __init__(
         self,
         *,
-        store: JobStore,
+        store: JobRepository,
         submitter: Resumable,
         outbox: NoticeOutbox,
         metrics: Metrics,
@@ -90,18 +96,18 @@ class SubmissionResumer:
             self._metrics.add_metric("SubmissionResumesFailed", MetricUnit.Count, 1)
             return "error"
 
-    def _exhausted(self, job: Mapping[str, Any]) -> bool:
+    def _exhausted(self, job: JobRecord) -> bool:
         too_often = int(job["resumes"]) > self._max_resumes
         too_long = self._store.now() - int(job["created_at"]) > self._give_up_after
         return too_often or too_long
 
-    def _retry_at(self, job: Mapping[str, Any]) -> int:
+    def _retry_at(self, job: JobRecord) -> int:
         """When a resumption that fails may be tried again: later after each failure."""
         attempt = max(0, int(job["resumes"]) - 1)
         wait = min(RESUME_FIRST_WAIT_SECONDS * 2**attempt, RESUME_MAX_WAIT_SECONDS)
         return self._store.now() + int(wait)
 
-    def _give_up(self, job: Mapping[str, Any]) -> str:
+    def _give_up(self, job: JobRecord) -> str:
         """End the submission: what was created is tracked on, and the email goes out first,
         so a crash in between repeats the give-up without repeating the email."""
         job_id = str(job["job_id"])
@@ -129,7 +135,7 @@ class SubmissionResumer:
         )
         return "gave_up"
 
-    def _notice(self, job: Mapping[str, Any], created: list[dict[str, Any]]) -> Any:
+    def _notice(self, job: JobRecord, created: list[BatchRecord]) -> Notice:
         return abandoned_submission_notice(
             filename=str(job["filename"]),
             source_uri=f"s3://{job['source_bucket']}/{job['source_key']}",
@@ -145,13 +151,11 @@ class SubmissionResumer:
         )
 
 
-def _abandoned_fields(
-    job: Mapping[str, Any], created: list[dict[str, Any]], now: int
-) -> dict[str, Any]:
+def _abandoned_fields(job: JobRecord, created: list[BatchRecord], now: int) -> JobRecord:
     """The job after the give-up: failed when nothing ran, else active on what was created."""
     submitted = {int(part["index"]) for part in created}
     not_submitted = [p for p in job.get("planned_parts", []) if int(p["index"]) not in submitted]
-    record: dict[str, Any] = {
+    record: JobRecord = {
         "submission_abandoned_at": now,
         "not_submitted_parts": not_submitted,
         "not_submitted_from_line": min((int(p["first_line"]) for p in not_submitted), default=1),

@@ -14,7 +14,6 @@ job (`resume`), the same way, from the same records.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -22,9 +21,6 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from batchdrop import SERVICE
-from batchdrop.adapters.job_store import JobStore
-from batchdrop.adapters.openai_api import OpenAIBatchAPI, RetryPolicy
-from batchdrop.adapters.s3_objects import S3Objects
 from batchdrop.domain.emails import rejection_notice
 from batchdrop.domain.model import JobStatus, SourceObject, report_key, results_prefix
 from batchdrop.domain.validation import (
@@ -37,6 +33,8 @@ from batchdrop.domain.validation import (
 from batchdrop.jobs.early_upload import EarlyUpload, may_upload_early
 from batchdrop.jobs.launch import BatchLauncher, ObjectVersion, batch_metadata, part_filename
 from batchdrop.jobs.outbox import NoticeOutbox
+from batchdrop.ports import JobRepository, ObjectStore
+from batchdrop.records import BatchRecord, JobRecord
 
 logger = Logger(service=SERVICE, child=True)
 
@@ -66,20 +64,19 @@ class Submitter:
         self,
         *,
         input_prefix: str,
-        objects: S3Objects,
-        store: JobStore,
-        api: OpenAIBatchAPI,
+        objects: ObjectStore,
+        store: JobRepository,
+        launcher: BatchLauncher,
         outbox: NoticeOutbox,
         metrics: Metrics,
-        retry: RetryPolicy | None = None,
         validation_limits: dict[str, int] | None = None,
     ) -> None:
         self._input_prefix = input_prefix
         self._objects = objects
         self._store = store
+        self._launcher = launcher
         self._outbox = outbox
         self._metrics = metrics
-        self._launcher = BatchLauncher(objects, api, retry or RetryPolicy())
         self._limits = validation_limits or {}
 
     def submit(self, source: SourceObject) -> SubmitOutcome:
@@ -105,7 +102,7 @@ class Submitter:
             source, int(taken["lease_until"]), fresh=False, retry_at=self._store.now()
         )
 
-    def resume(self, job: Mapping[str, Any], *, retry_at: int) -> SubmitOutcome:
+    def resume(self, job: JobRecord, *, retry_at: int) -> SubmitOutcome:
         """Carry on with a submission whose lease the caller (the poller) has just taken, from
         what its records say; a failure lets the lease be taken again from `retry_at`."""
         source = SourceObject(
@@ -132,7 +129,7 @@ class Submitter:
             return self._left_to_lease_holder(source.job_id)
         return SubmitOutcome(source.job_id, "duplicate", str(job.get("status")))
 
-    def _new_job(self, source: SourceObject, *, lease_until: int) -> dict[str, Any]:
+    def _new_job(self, source: SourceObject, *, lease_until: int) -> JobRecord:
         """A job record as first written, with its own results folder."""
         now = self._store.now()
         return {
@@ -250,14 +247,14 @@ class Submitter:
         part: Part,
         report: ValidationReport,
         uploaded_early: str | None,
-    ) -> dict[str, Any]:
+    ) -> BatchRecord:
         file_id = uploaded_early or self._launcher.upload(
             ObjectVersion(source.bucket, source.key, source.version_id),
             part,
             part_filename(source.filename, part.index, len(report.parts)),
             verbatim=report.verbatim,
         )
-        fields = {
+        fields: BatchRecord = {
             "kind": "part",
             "file_id": file_id,
             "submission_token": uuid.uuid4().hex,
@@ -296,7 +293,7 @@ class Submitter:
         self._notify_rejection(job_id, job)
         return SubmitOutcome(job_id, "rejected", JobStatus.REJECTED)
 
-    def _notify_rejection(self, job_id: str, job: dict[str, Any]) -> None:
+    def _notify_rejection(self, job_id: str, job: JobRecord) -> None:
         bucket, key = job["source_bucket"], job["report_key"]
         notice = rejection_notice(
             source_uri=f"s3://{job['source_bucket']}/{job['source_key']}",
@@ -313,7 +310,7 @@ class Submitter:
             raise NoticePendingError(f"the rejection email of job {job_id} is not sent yet")
 
 
-def _plan_fields(report: ValidationReport) -> dict[str, Any]:
+def _plan_fields(report: ValidationReport) -> JobRecord:
     """The plan, recorded before any batch: a resumption, or the email of one that gives up,
     can tell what was meant to be submitted."""
     return {
@@ -351,7 +348,7 @@ def _refusal_before_reading(
     }
 
 
-def _source_fields(source: SourceObject, lease_until: int) -> dict[str, Any]:
+def _source_fields(source: SourceObject, lease_until: int) -> JobRecord:
     return {
         "status": JobStatus.SUBMITTING,
         "lease_until": lease_until,
@@ -374,5 +371,5 @@ def _source_uri(source: SourceObject) -> str:
     return f"s3://{source.bucket}/{source.key}"
 
 
-def _batch_ids(store: JobStore, job_id: str) -> list[str]:
+def _batch_ids(store: JobRepository, job_id: str) -> list[str]:
     return [item["batch_id"] for item in store.batches(job_id) if "batch_id" in item]
