@@ -41,9 +41,10 @@ $(CHECKOV_VENV)/.installed: requirements/checkov.txt
 
 dev: $(VENV)/.installed $(SAM_VENV)/.installed ## create both virtualenvs
 
-lint: $(VENV)/.installed ## ruff lint and format check
+lint: $(VENV)/.installed ## ruff lint and format check, and the layer's import contracts
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	PYTHONPATH=layers/batchdrop $(BIN)/lint-imports --no-logo --no-cache
 
 typecheck: $(VENV)/.installed ## mypy --strict on the layer, the handlers and the local stack
 	$(BIN)/mypy layers/batchdrop/batchdrop functions/submit/app.py functions/poll/app.py local
