@@ -10,7 +10,7 @@ from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from batchdrop.domain.model import OUTPUT_PREFIXES
 from batchdrop.domain.validation import MAX_REQUESTS_PER_BATCH
-from batchdrop.errors import ConfigurationError as ConfigurationError  # named here too
+from batchdrop.errors import ConfigurationError as ConfigurationError  # callers import it here
 
 # The per-file caps' defaults: template.yaml (MaxFileBytes, MaxFileRequests) says why.
 DEFAULT_MAX_FILE_BYTES = 1024**3
