@@ -1,9 +1,9 @@
 """The shapes of what batchdrop keeps and reads: its job and batch records, and OpenAI's batch.
 
 They are TypedDicts, so records stay the plain dicts DynamoDB and OpenAI hand over, while mypy
-checks every key the code reads or writes. Every key is optional (`total=False`): a record
-grows as its job moves on, and the same shape serves as a set of changes to one, where None
-removes a key.
+checks every key the code reads or writes. A record's keys are all optional (`total=False`): it
+grows as its job moves on, and the same shape serves as a set of changes to one, in which None
+removes a key (so a key the use cases may set to None is typed `| None`).
 """
 
 from __future__ import annotations
