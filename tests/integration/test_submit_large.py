@@ -14,6 +14,7 @@ from batchdrop.adapters.job_store import JobStore
 from batchdrop.adapters.openai_api import OpenAIBatchAPI, RetryPolicy
 from batchdrop.adapters.s3_objects import S3Objects
 from batchdrop.adapters.sns import SnsNotifier
+from batchdrop.domain.limits import Limits
 from batchdrop.domain.model import SourceObject
 from batchdrop.jobs.outbox import NoticeOutbox
 from batchdrop.jobs.submit import Submitter
@@ -75,11 +76,7 @@ def small_limit_submitter(stack: DeployedStack, openai_sim: BatchSimulator) -> S
         ),
         metrics=Metrics(namespace="batchdrop-test"),
         retry=RetryPolicy(sleep=lambda _: None),
-        validation_limits={
-            "max_upload_part_bytes": 2048,
-            "max_batch_bytes": 1 << 20,
-            "max_line_bytes": 1024,
-        },
+        limits=Limits(max_upload_part_bytes=2048, max_batch_bytes=1 << 20, max_line_bytes=1024),
     )
 
 

@@ -134,8 +134,5 @@ def _submitter(
         outbox=outbox,
         metrics=metrics,
         retry=retry_policy,
-        validation_limits={
-            "max_file_bytes": settings.max_file_bytes,
-            "max_file_requests": settings.max_file_requests,
-        },
+        limits=settings.limits,
     )

@@ -43,6 +43,7 @@ from aws_lambda_powertools import Logger
 
 from batchdrop import SERVICE
 from batchdrop.adapters.s3_multipart import Writable
+from batchdrop.domain.duplicate_ids import custom_id_digest
 from batchdrop.domain.fates import (
     UNKNOWN_CUSTOM_ID,
     UNREADABLE_RESULT_LINE,
@@ -53,10 +54,10 @@ from batchdrop.domain.fates import (
     unplaced,
     without_result,
 )
+from batchdrop.domain.limits import MAX_LINE_BYTES
 from batchdrop.domain.lines import Line, Readable, iter_lines
 from batchdrop.domain.long_lines import LongLine, iter_lines_or_long
 from batchdrop.domain.result_scan import BODY, ScannedLine, scan_long_line
-from batchdrop.domain.validation import MAX_LINE_BYTES, custom_id_digest
 
 logger = Logger(service=SERVICE, child=True)
 

@@ -25,7 +25,7 @@ from batchdrop.adapters.openai_api import OpenAIBatchAPI
 from batchdrop.adapters.s3_multipart import AlreadyWrittenError, S3MultipartWriter, copy_stream
 from batchdrop.adapters.s3_objects import S3Objects
 from batchdrop.domain.emails import JobOutcome, outcome_notice
-from batchdrop.domain.lines import IterableReader, Readable
+from batchdrop.domain.lines import IterableReader, Readable, normalised_lines
 from batchdrop.domain.merge_inputs import (
     failed_for_good,
     follow_up_rounds,
@@ -41,7 +41,7 @@ from batchdrop.domain.model import (
     round_prefix,
 )
 from batchdrop.domain.results import MergeSummary, PartInput, ResultFile, merge_in_input_order
-from batchdrop.domain.validation import normalised_lines, validate_stream
+from batchdrop.domain.validation import validate_stream
 from batchdrop.jobs.launch import BatchLauncher, ObjectVersion, batch_metadata
 from batchdrop.jobs.outbox import NoticeOutbox
 

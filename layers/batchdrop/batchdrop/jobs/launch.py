@@ -16,7 +16,8 @@ from batchdrop import SERVICE
 from batchdrop.adapters.openai_api import BodyFactory, OpenAIBatchAPI, OpenAIError, RetryPolicy
 from batchdrop.adapters.s3_objects import S3Objects
 from batchdrop.domain.approval import ApprovedBytes, UploadAbandoned
-from batchdrop.domain.validation import Part, normalised_lines
+from batchdrop.domain.lines import normalised_lines
+from batchdrop.domain.split_plan import Part
 
 logger = Logger(service=SERVICE, child=True)
 

@@ -26,14 +26,10 @@ from batchdrop.adapters.job_store import JobStore
 from batchdrop.adapters.openai_api import OpenAIBatchAPI, RetryPolicy
 from batchdrop.adapters.s3_objects import S3Objects
 from batchdrop.domain.emails import rejection_notice
+from batchdrop.domain.limits import DEFAULT_LIMITS, Limits
 from batchdrop.domain.model import JobStatus, SourceObject, report_key, results_prefix
-from batchdrop.domain.validation import (
-    MAX_UPLOAD_PART_BYTES,
-    Part,
-    ValidationReport,
-    file_too_large,
-    validate_stream,
-)
+from batchdrop.domain.split_plan import Part
+from batchdrop.domain.validation import ValidationReport, file_too_large, validate_stream
 from batchdrop.jobs.early_upload import EarlyUpload, may_upload_early
 from batchdrop.jobs.launch import BatchLauncher, ObjectVersion, batch_metadata, part_filename
 from batchdrop.jobs.outbox import NoticeOutbox
@@ -72,7 +68,7 @@ class Submitter:
         outbox: NoticeOutbox,
         metrics: Metrics,
         retry: RetryPolicy | None = None,
-        validation_limits: dict[str, int] | None = None,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self._input_prefix = input_prefix
         self._objects = objects
@@ -80,7 +76,7 @@ class Submitter:
         self._outbox = outbox
         self._metrics = metrics
         self._launcher = BatchLauncher(objects, api, retry or RetryPolicy())
-        self._limits = validation_limits or {}
+        self._limits = limits
 
     def submit(self, source: SourceObject) -> SubmitOutcome:
         """Submit a delivered object: claim its job, or take over one an earlier attempt left."""
@@ -167,7 +163,7 @@ class Submitter:
             raise
 
     def _submit_claimed(self, source: SourceObject, job_id: str, *, fresh: bool) -> SubmitOutcome:
-        refusal = _refusal_before_reading(source, self._limits.get("max_file_bytes"))
+        refusal = _refusal_before_reading(source, self._limits.max_file_bytes)
         if refusal is not None:
             return self._reject(source, job_id, refusal)
         # A resumed submission may have a file recorded already: only a fresh one starts early.
@@ -175,8 +171,8 @@ class Submitter:
         try:
             report = validate_stream(
                 self._objects.open(source.bucket, source.key, source.version_id),
+                self._limits,
                 after_each_line=early.keep_pace if early else None,
-                **self._limits,
             )
             early_file_id = early.file_id_for(report) if early else None
         finally:
@@ -194,7 +190,7 @@ class Submitter:
             ObjectVersion(source.bucket, source.key, source.version_id),
             source.size,
             part_filename(source.filename, 0, 1),
-            self._limits.get("max_upload_part_bytes", MAX_UPLOAD_PART_BYTES),
+            self._limits.max_upload_part_bytes,
         )
 
     # --- the happy path --------------------------------------------------------------------------
