@@ -8,8 +8,8 @@ from collections.abc import Callable
 import pytest
 import requests
 
+from batchdrop.cli.stack_client import BatchdropClient, StackInfo
 from batchdrop.domain.limits import Limits
-from local.client import BatchdropClient, StackInfo
 from local.inbox import Inbox
 from local.lambda_runtime import Function
 from local.simulator import BatchSimulator

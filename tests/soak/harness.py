@@ -20,9 +20,9 @@ import boto3
 from botocore.exceptions import ClientError
 
 from batchdrop import runtime
+from batchdrop.cli.stack_client import BatchdropClient, StackInfo, UserError
 from batchdrop.domain.limits import Limits
 from batchdrop.domain.model import SourceObject
-from local.client import BatchdropClient, StackInfo, UserError
 from local.lambda_runtime import Function
 from local.simulator import BatchSimulator, ManualClock
 from local.simulator.faults import Fault

@@ -25,8 +25,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from local.client import BatchdropClient, JobView, StackInfo, UserError
-from local.present import job_details, jobs_table, progress_bar
+from batchdrop.cli.present import job_details, jobs_table, progress_bar
+from batchdrop.cli.stack_client import BatchdropClient, JobView, StackInfo, UserError
 
 SAMCONFIG = Path("samconfig.toml")
 DEFAULT_STACK = "batchdrop"
@@ -243,7 +243,3 @@ def _parser() -> argparse.ArgumentParser:
     ret.add_argument("job", metavar="JOB")
     ret.set_defaults(run=retry)
     return parser
-
-
-if __name__ == "__main__":
-    sys.exit(main())
