@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 from batchdrop.cli.present import progress_bar
-from batchdrop.cli.stack_client import BatchdropClient, JobView, StackInfo
+from batchdrop.cli.stack_client import BatchdropClient, StackInfo
+from batchdrop.cli.views import JobView
 from local.inbox import Inbox, as_email
 from local.stack import LocalOptions, LocalStack
 

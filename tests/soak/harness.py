@@ -20,7 +20,8 @@ import boto3
 from botocore.exceptions import ClientError
 
 from batchdrop import runtime
-from batchdrop.cli.stack_client import BatchdropClient, StackInfo, UserError
+from batchdrop.cli.stack_client import BatchdropClient, StackInfo
+from batchdrop.cli.views import UserError
 from batchdrop.domain.limits import Limits
 from batchdrop.domain.model import SourceObject
 from local.lambda_runtime import Function
