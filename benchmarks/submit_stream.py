@@ -26,7 +26,8 @@ import boto3
 from batchdrop.adapters import aws_clients
 from batchdrop.adapters.openai_api import OpenAIBatchAPI
 from batchdrop.adapters.s3_objects import S3Objects
-from batchdrop.domain.validation import MAX_UPLOAD_PART_BYTES, validate_stream
+from batchdrop.domain.limits import MAX_UPLOAD_PART_BYTES
+from batchdrop.domain.validation import validate_stream
 from benchmarks.common import (
     ENDPOINT,
     MB,

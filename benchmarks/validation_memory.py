@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from batchdrop.domain.validation import custom_id_digest, validate_stream
+from batchdrop.domain.duplicate_ids import custom_id_digest
+from batchdrop.domain.validation import validate_stream
 from benchmarks.common import (
     MB,
     Check,

@@ -11,9 +11,10 @@ import sys
 import time
 from pathlib import Path
 
-from local.client import BatchdropClient, JobView, StackInfo
+from batchdrop.cli.present import progress_bar
+from batchdrop.cli.stack_client import BatchdropClient, StackInfo
+from batchdrop.cli.views import JobView
 from local.inbox import Inbox, as_email
-from local.present import progress_bar
 from local.stack import LocalOptions, LocalStack
 
 SAMPLE = Path(__file__).resolve().parent / "sample-requests.jsonl"

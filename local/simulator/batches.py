@@ -37,7 +37,7 @@ from .outputs import (
     server_error_body,
     success_body,
 )
-from .store import FileStore, IdFactory
+from .store import FileStore, IdFactory, StoredFile
 from .validation import InputScan, RequestLine, scan_input
 
 NO_USAGE = LineUsage(0, 0, 0, 0)
@@ -220,43 +220,9 @@ class BatchBook:
     # -- commands ------------------------------------------------------------------------
 
     def create(self, payload: dict[str, Any]) -> BatchRecord:
-        input_file_id = payload.get("input_file_id")
-        endpoint = payload.get("endpoint")
-        window = payload.get("completion_window")
-        if not isinstance(input_file_id, str) or not input_file_id:
-            raise errors.invalid_request(
-                "Missing required parameter: 'input_file_id'.",
-                "input_file_id",
-                "missing_required_parameter",
-            )
-        if endpoint not in SUPPORTED_ENDPOINTS:
-            raise errors.invalid_request(
-                f"Invalid value for 'endpoint': {endpoint!r}. Supported values are: "
-                f"{', '.join(SUPPORTED_ENDPOINTS)}.",
-                "endpoint",
-                "invalid_value",
-            )
-        if window not in COMPLETION_WINDOWS:
-            raise errors.invalid_request(
-                f"Invalid value for 'completion_window': {window!r}. Supported values are: '24h'.",
-                "completion_window",
-                "invalid_value",
-            )
+        input_file_id, endpoint, window = _create_parameters(payload)
         metadata = check_metadata(payload.get("metadata"))
-        try:
-            source = self.files.get(input_file_id)
-        except errors.ApiError:
-            raise errors.not_found(
-                f"No such File object: {input_file_id}", "input_file_id"
-            ) from None
-        if source.purpose != "batch":
-            raise errors.invalid_request(
-                f"The file {input_file_id} has purpose {source.purpose!r}, but a batch input "
-                "file must be uploaded with purpose 'batch'.",
-                "input_file_id",
-            )
-        assert isinstance(endpoint, str)
-        assert isinstance(window, str)
+        source = self._batch_input(input_file_id)
 
         batch_id = self.ids.batch()
         input_path = self.files.link_copy(source, f"{batch_id}-input")
@@ -285,6 +251,22 @@ class BatchBook:
             self._validate, record.id, input_path, endpoint, outcome
         )
         return record
+
+    def _batch_input(self, input_file_id: str) -> StoredFile:
+        """The file a batch is created from, refused as OpenAI refuses it."""
+        try:
+            source = self.files.get(input_file_id)
+        except errors.ApiError:
+            raise errors.not_found(
+                f"No such File object: {input_file_id}", "input_file_id"
+            ) from None
+        if source.purpose != "batch":
+            raise errors.invalid_request(
+                f"The file {input_file_id} has purpose {source.purpose!r}, but a batch input "
+                "file must be uploaded with purpose 'batch'.",
+                "input_file_id",
+            )
+        return source
 
     def _validate(
         self, batch_id: str, input_path: Path, endpoint: str, outcome: Outcome
@@ -461,3 +443,32 @@ class BatchBook:
             "response": response,
             "error": error,
         }
+
+
+def _create_parameters(payload: dict[str, Any]) -> tuple[str, str, str]:
+    """A create's input_file_id, endpoint and completion window, each refused as OpenAI does."""
+    input_file_id = payload.get("input_file_id")
+    endpoint = payload.get("endpoint")
+    window = payload.get("completion_window")
+    if not isinstance(input_file_id, str) or not input_file_id:
+        raise errors.invalid_request(
+            "Missing required parameter: 'input_file_id'.",
+            "input_file_id",
+            "missing_required_parameter",
+        )
+    if endpoint not in SUPPORTED_ENDPOINTS:
+        raise errors.invalid_request(
+            f"Invalid value for 'endpoint': {endpoint!r}. Supported values are: "
+            f"{', '.join(SUPPORTED_ENDPOINTS)}.",
+            "endpoint",
+            "invalid_value",
+        )
+    if window not in COMPLETION_WINDOWS:
+        raise errors.invalid_request(
+            f"Invalid value for 'completion_window': {window!r}. Supported values are: '24h'.",
+            "completion_window",
+            "invalid_value",
+        )
+    assert isinstance(endpoint, str)
+    assert isinstance(window, str)
+    return input_file_id, endpoint, window

@@ -17,7 +17,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from local.cli import main
+from batchdrop.cli.commands import main
 from local.inbox import Inbox
 from local.stack import LocalOptions, LocalStack
 from tests.support import jsonl, request_lines
@@ -186,7 +186,7 @@ def test_local_up_as_a_subprocess_takes_a_plain_boto3_upload_to_results_and_emai
 ) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "local.cli", "local", "up", "--speed", "600", "--tick", "0.2"],
+        [sys.executable, "-m", "batchdrop.cli", "local", "up", "--speed", "600", "--tick", "0.2"],
         cwd=tmp_path,
         env={**env, "PYTHONPATH": f"{ROOT}:{ROOT / 'layers/batchdrop'}"},
         stdout=subprocess.PIPE,

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from batchdrop.adapters.sns import SnsNotifier
-from local import cli
-from local.client import BatchdropClient, StackInfo
+from batchdrop.cli import commands as cli
+from batchdrop.cli.stack_client import BatchdropClient, StackInfo
 from local.inbox import Inbox
 from local.lambda_runtime import Function
 from local.simulator import BatchSimulator

@@ -8,7 +8,8 @@ from collections.abc import Callable
 import pytest
 import requests
 
-from local.client import BatchdropClient, StackInfo
+from batchdrop.cli.stack_client import BatchdropClient, StackInfo
+from batchdrop.domain.limits import Limits
 from local.inbox import Inbox
 from local.lambda_runtime import Function
 from local.simulator import BatchSimulator
@@ -253,7 +254,7 @@ def test_a_completed_batch_missing_one_request_is_unplaced_and_never_resent(
 
 
 def two_per_batch(pipeline: Pipeline) -> None:
-    pipeline.submit_function.module.submitter._limits = {"max_requests": 2}
+    pipeline.submit_function.module.submitter._limits = Limits(max_requests=2)
 
 
 def test_a_failed_part_gets_a_file_of_its_own_and_no_advice_to_upload_everything(

@@ -11,7 +11,7 @@ import boto3
 import pytest
 
 from batchdrop.adapters.s3_multipart import AlreadyWrittenError, S3MultipartWriter
-from local.client import BatchdropClient, StackInfo
+from batchdrop.cli.stack_client import BatchdropClient, StackInfo
 from local.inbox import Inbox
 from local.lambda_runtime import Function
 from local.simulator import BatchSimulator

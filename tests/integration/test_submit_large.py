@@ -14,6 +14,7 @@ from batchdrop.adapters.job_store import JobStore
 from batchdrop.adapters.openai_api import OpenAIBatchAPI, RetryPolicy
 from batchdrop.adapters.s3_objects import S3Objects
 from batchdrop.adapters.sns import SnsNotifier
+from batchdrop.domain.limits import Limits
 from batchdrop.domain.model import SourceObject
 from batchdrop.jobs.launch import BatchLauncher
 from batchdrop.jobs.outbox import NoticeOutbox
@@ -77,11 +78,7 @@ def small_limit_submitter(stack: DeployedStack, openai_sim: BatchSimulator) -> S
             store, SnsNotifier(boto3.client("sns"), stack.resource("NotificationTopic"))
         ),
         metrics=Metrics(namespace="batchdrop-test"),
-        validation_limits={
-            "max_upload_part_bytes": 2048,
-            "max_batch_bytes": 1 << 20,
-            "max_line_bytes": 1024,
-        },
+        limits=Limits(max_upload_part_bytes=2048, max_batch_bytes=1 << 20, max_line_bytes=1024),
     )
 
 

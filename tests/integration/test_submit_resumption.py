@@ -9,17 +9,18 @@ from typing import Any
 import pytest
 
 from batchdrop.adapters.sns import NoticeRefused
+from batchdrop.cli.present import job_details
+from batchdrop.cli.stack_client import BatchdropClient, StackInfo
+from batchdrop.domain.limits import Limits
 from batchdrop.jobs.submit import SUBMIT_LEASE_SECONDS
-from local.client import BatchdropClient, StackInfo
 from local.inbox import Inbox
 from local.lambda_runtime import Function
-from local.present import job_details
 from local.simulator import BatchSimulator
 from local.template_stack import DeployedStack
 from tests.pipeline import Pipeline
 from tests.support import AfterWrite, CrashOnce, Killed, drop, jsonl, request_lines
 
-TWO_PER_BATCH = {"max_requests": 2}
+TWO_PER_BATCH = Limits(max_requests=2)
 
 
 def small_batches(pipeline: Pipeline) -> None:

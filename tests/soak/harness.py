@@ -20,8 +20,10 @@ import boto3
 from botocore.exceptions import ClientError
 
 from batchdrop import runtime
+from batchdrop.cli.stack_client import BatchdropClient, StackInfo
+from batchdrop.cli.views import UserError
+from batchdrop.domain.limits import Limits
 from batchdrop.domain.model import SourceObject
-from local.client import BatchdropClient, StackInfo, UserError
 from local.lambda_runtime import Function
 from local.simulator import BatchSimulator, ManualClock
 from local.simulator.faults import Fault
@@ -148,7 +150,7 @@ class Soak:
         self._done: set[str] = set()  # jobs ended and emailed
         self._lock = threading.Lock()
         self._client = BatchdropClient(StackInfo.from_outputs(stack.outputs, "us-east-1"))
-        limits = {"max_requests": REQUESTS_PER_BATCH}
+        limits = Limits(max_requests=REQUESTS_PER_BATCH)
         # Thousands of INFO lines cost real time; SOAK_LOG_LEVEL=INFO brings them back.
         quiet = {
             "POWERTOOLS_LOG_LEVEL": os.environ.get("SOAK_LOG_LEVEL", "CRITICAL"),

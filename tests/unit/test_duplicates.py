@@ -5,8 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from batchdrop.domain.duplicate_ids import Duplicate, DuplicateFinder
-from batchdrop.domain.validation import custom_id_digest
+from batchdrop.domain.duplicate_ids import Duplicate, DuplicateFinder, custom_id_digest
 
 
 def expected_duplicates(ids: list[str]) -> list[Duplicate]:

@@ -1,4 +1,4 @@
-"""Tests for the constant-memory line splitter."""
+"""Tests for the constant-memory line splitter and the normalisation of each line."""
 
 import io
 import random
@@ -6,7 +6,14 @@ import tracemalloc
 
 import pytest
 
-from batchdrop.domain.lines import IterableReader, Line, iter_lines
+from batchdrop.domain.lines import (
+    UTF8_BOM,
+    IterableReader,
+    Line,
+    iter_lines,
+    normalise_line,
+    normalised_lines,
+)
 
 
 def naive_lines(data: bytes, max_line_bytes: int) -> list[Line]:
@@ -154,3 +161,15 @@ def test_iterable_reader_is_linear_in_many_short_chunks() -> None:
     reader = IterableReader(chunks)
     read = b"".join(iter(lambda: reader.read(1 << 20), b""))
     assert read == b"".join(chunks)
+
+
+def test_normalise_line_strips_bom_only_at_file_start_and_one_carriage_return() -> None:
+    assert normalise_line(UTF8_BOM + b"{}\r", at_file_start=True) == b"{}\n"
+    assert normalise_line(UTF8_BOM + b"{}", at_file_start=False) == UTF8_BOM + b"{}\n"
+    assert normalise_line(b"{}\r\r", at_file_start=False) == b"{}\r\n"
+    assert normalise_line(b"", at_file_start=False) == b"\n"
+
+
+def test_normalised_lines_refuses_a_line_over_the_limit() -> None:
+    with pytest.raises(ValueError, match="byte 13"):
+        list(normalised_lines(io.BytesIO(b"ab\n" + b"x" * 20), range_start=10, max_line_bytes=5))

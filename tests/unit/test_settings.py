@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from batchdrop.domain.limits import MAX_REQUESTS_PER_BATCH, Limits
 from batchdrop.settings import ConfigurationError, Settings
 
 BASE = {
@@ -128,6 +129,12 @@ def test_the_per_file_caps_default_to_what_the_finish_path_can_merge() -> None:
     assert settings.max_file_requests == 1_000_000
     parsed = Settings.from_env({**BASE, "MAX_FILE_BYTES": "5000", "MAX_FILE_REQUESTS": "60000"})
     assert (parsed.max_file_bytes, parsed.max_file_requests) == (5000, 60_000)
+
+
+def test_the_limits_are_openais_with_the_deployments_caps_on_the_file() -> None:
+    parsed = Settings.from_env({**BASE, "MAX_FILE_BYTES": "5000", "MAX_FILE_REQUESTS": "60000"})
+    assert parsed.limits == Limits(max_file_bytes=5000, max_file_requests=60_000)
+    assert parsed.limits.max_requests == MAX_REQUESTS_PER_BATCH
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Tests for the validation rules, the report and the split plan."""
+"""Tests for the validation rules, the report and the split plan it makes."""
 
 import io
 import itertools
@@ -10,17 +10,10 @@ from typing import Any
 
 import pytest
 
-from batchdrop.domain.lines import iter_lines
-from batchdrop.domain.validation import (
-    MAX_LISTED_PROBLEMS,
-    UTF8_BOM,
-    Part,
-    ValidationReport,
-    Validator,
-    normalise_line,
-    normalised_lines,
-    validate_stream,
-)
+from batchdrop.domain.limits import MAX_LISTED_PROBLEMS, Limits
+from batchdrop.domain.lines import UTF8_BOM, iter_lines, normalised_lines
+from batchdrop.domain.split_plan import Part
+from batchdrop.domain.validation import ValidationReport, Validator, validate_stream
 
 CHAT = "/v1/chat/completions"
 KNOWN_CODES = {
@@ -70,7 +63,7 @@ def seeded(seed: int) -> random.Random:
 
 
 def validate(data: bytes, **limits: int) -> ValidationReport:
-    return validate_stream(io.BytesIO(data), read_size=7, **limits)
+    return validate_stream(io.BytesIO(data), Limits(**limits), read_size=7)
 
 
 def found(report: ValidationReport) -> list[tuple[int, str]]:
@@ -370,21 +363,9 @@ def test_missing_final_newline_is_counted_in_the_normalised_size() -> None:
     assert (part.end, part.size) == (len(data), len(data) + 1)
 
 
-def test_normalise_line_strips_bom_only_at_file_start_and_one_carriage_return() -> None:
-    assert normalise_line(UTF8_BOM + b"{}\r", at_file_start=True) == b"{}\n"
-    assert normalise_line(UTF8_BOM + b"{}", at_file_start=False) == UTF8_BOM + b"{}\n"
-    assert normalise_line(b"{}\r\r", at_file_start=False) == b"{}\r\n"
-    assert normalise_line(b"", at_file_start=False) == b"\n"
-
-
-def test_normalised_lines_refuses_a_line_over_the_limit() -> None:
-    with pytest.raises(ValueError, match="byte 13"):
-        list(normalised_lines(io.BytesIO(b"ab\n" + b"x" * 20), range_start=10, max_line_bytes=5))
-
-
 def test_feeding_lines_by_hand_matches_validate_stream() -> None:
     data = jsonl(GOOD, b"[]", req("a"), *requests(4))
-    validator = Validator(max_requests=3)
+    validator = Validator(Limits(max_requests=3))
     for line in iter_lines(io.BytesIO(data), max_line_bytes=validator.max_line_bytes):
         validator.feed(line)
     assert validator.finish() == validate(data, max_requests=3)
@@ -399,11 +380,11 @@ def test_lines_must_be_fed_in_order() -> None:
 
 def test_limits_that_cannot_hold_the_longest_line_are_rejected() -> None:
     with pytest.raises(ValueError, match="max_line_bytes"):
-        Validator(max_line_bytes=100, max_upload_part_bytes=100)
+        Validator(Limits(max_line_bytes=100, max_upload_part_bytes=100))
     with pytest.raises(ValueError, match="max_line_bytes"):
-        Validator(max_line_bytes=100, max_batch_bytes=100, max_upload_part_bytes=50)
+        Validator(Limits(max_line_bytes=100, max_batch_bytes=100, max_upload_part_bytes=50))
     with pytest.raises(ValueError, match="max_requests"):
-        Validator(max_requests=0)
+        Validator(Limits(max_requests=0))
 
 
 @pytest.mark.parametrize("seed", range(30))
@@ -449,7 +430,9 @@ def validate_spilling(
     data: bytes, spill_dir: Path, *, run_bytes: int = 1, read_size: int = 7, **limits: int
 ) -> ValidationReport:
     """validate_stream's loop, the duplicate check spilling every `run_bytes` to `spill_dir`."""
-    with Validator(spill_dir=spill_dir, duplicate_run_bytes=run_bytes, **limits) as validator:
+    with Validator(
+        Limits(**limits), spill_dir=spill_dir, duplicate_run_bytes=run_bytes
+    ) as validator:
         stream = io.BytesIO(data)
         for line in iter_lines(
             stream, max_line_bytes=validator.max_line_bytes, read_size=read_size

@@ -148,8 +148,5 @@ def _submitter(
         launcher=launcher,
         outbox=outbox,
         metrics=metrics,
-        validation_limits={
-            "max_file_bytes": settings.max_file_bytes,
-            "max_file_requests": settings.max_file_requests,
-        },
+        limits=settings.limits,
     )

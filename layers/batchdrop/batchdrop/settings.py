@@ -8,13 +8,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
+from batchdrop.domain.limits import (
+    DEFAULT_MAX_FILE_BYTES,
+    DEFAULT_MAX_FILE_REQUESTS,
+    MAX_REQUESTS_PER_BATCH,
+    Limits,
+)
 from batchdrop.domain.model import OUTPUT_PREFIXES
-from batchdrop.domain.validation import MAX_REQUESTS_PER_BATCH
 from batchdrop.errors import ConfigurationError as ConfigurationError  # callers import it here
-
-# The per-file caps' defaults: template.yaml (MaxFileBytes, MaxFileRequests) says why.
-DEFAULT_MAX_FILE_BYTES = 1024**3
-DEFAULT_MAX_FILE_REQUESTS = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,11 @@ class Settings:
     submit_give_up_hours: int = 24
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     max_file_requests: int = DEFAULT_MAX_FILE_REQUESTS
+
+    @property
+    def limits(self) -> Limits:
+        """What a file is validated against: OpenAI's limits, and this deployment's caps."""
+        return Limits(max_file_bytes=self.max_file_bytes, max_file_requests=self.max_file_requests)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -14,6 +14,7 @@ never touches the disk.
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import shutil
 import struct
@@ -36,6 +37,14 @@ _HEADER_BYTES = DIGEST_BYTES + _TAIL.size
 # What one record costs in memory beyond its bytes: the bytes object's header, its list slot.
 _RECORD_OVERHEAD = 33 + 8
 _READ_BUFFER_BYTES = 64 * 1024
+
+
+def custom_id_digest(custom_id: str) -> bytes:
+    """A fixed DIGEST_BYTES per custom_id: files may hold millions, of any length."""
+    # JSON escapes can produce lone surrogates; surrogatepass keeps them hashable.
+    return hashlib.blake2b(
+        custom_id.encode("utf-8", "surrogatepass"), digest_size=DIGEST_BYTES
+    ).digest()
 
 
 @dataclass(frozen=True)

@@ -91,7 +91,19 @@ _HEADLINES = {
 
 
 def outcome_notice(job: JobOutcome) -> Notice:
-    lines = [
+    lines = _outcome_lines(job) + _files_to_act_on(job) + _what_went_wrong(job)
+    failed_note = f", {job.failed:,} failed" if job.failed else ""
+    return Notice(
+        subject=f"batchdrop: {job.filename} {job.outcome}, {job.succeeded:,}/{job.total:,} ok"
+        + failed_note,
+        body="\n".join(lines) + "\n",
+        attributes={"status": job.outcome, "endpoint": job.endpoint},
+    )
+
+
+def _outcome_lines(job: JobOutcome) -> list[str]:
+    """The headline, the figures, and where the merged results are."""
+    return [
         _HEADLINES.get(job.outcome, f"Your batch job ended: {job.outcome}."),
         "",
         f"File:        {job.source_uri}",
@@ -108,6 +120,11 @@ def outcome_notice(job: JobOutcome) -> Notice:
         f"  {job.results_uri}",
         f"  {job.results_link}",
     ]
+
+
+def _files_to_act_on(job: JobOutcome) -> list[str]:
+    """The requests left over, each kind with the file that holds them, if any."""
+    lines: list[str] = []
     if job.unfinished_uri:
         lines += [
             "",
@@ -127,6 +144,12 @@ def outcome_notice(job: JobOutcome) -> Notice:
             f"Never submitted: the requests from line {job.not_submitted_from_line:,} on "
             "(batchdrop gave up submitting them; an earlier email said why).",
         ]
+    return lines
+
+
+def _what_went_wrong(job: JobOutcome) -> list[str]:
+    """OpenAI's errors, the failures by reason, and what the reader can do about them."""
+    lines: list[str] = []
     if job.batch_errors:
         lines += ["", "OpenAI reported:"]
         lines += [f"  - {_batch_error(error)}" for error in job.batch_errors[:PREVIEW_PROBLEMS]]
@@ -136,13 +159,7 @@ def outcome_notice(job: JobOutcome) -> Notice:
     next_step = _next_step(job)
     if next_step:
         lines += ["", f"What to do next: {next_step}"]
-    failed_note = f", {job.failed:,} failed" if job.failed else ""
-    return Notice(
-        subject=f"batchdrop: {job.filename} {job.outcome}, {job.succeeded:,}/{job.total:,} ok"
-        + failed_note,
-        body="\n".join(lines) + "\n",
-        attributes={"status": job.outcome, "endpoint": job.endpoint},
-    )
+    return lines
 
 
 def stuck_notice(
@@ -210,33 +227,8 @@ def abandoned_submission_notice(
     last_error: str,
 ) -> Notice:
     """The one email when batchdrop stops trying to submit a file: what went, what did not."""
-    missing = [part for part in planned if part.index not in created]
-    if created:
-        sent = sum(part.requests for part in planned if part.index in created)
-        submitted = f"{len(created)} of {len(planned)} batches ({sent:,} requests): " + ", ".join(
-            created[index] for index in sorted(created)
-        )
-        headline = "Part of your file could not be submitted to OpenAI; batchdrop stopped trying."
-        after = (
-            "The batches that were created keep running: their results, and one more email, "
-            "arrive when they end. Do not upload the whole file again, which would pay twice "
-            "for the requests already submitted."
-        )
-    else:
-        submitted = "nothing: no batch was created, so no request ran or was charged"
-        headline = "Your file could not be submitted to OpenAI, so batchdrop stopped trying."
-        after = f"Once the cause is fixed, upload the file again under {input_prefix}."
-    if missing:
-        first = min(part.first_line for part in missing)
-        left = sum(part.requests for part in missing)
-        not_submitted = f"{left:,} requests, from line {first:,} to the end of the file"
-        if created:
-            after += (
-                f" To run the rest, upload a file holding only lines {first:,} onward under "
-                f"{input_prefix} once the cause is fixed."
-            )
-    else:
-        not_submitted = "the whole file (it was never fully checked)"
+    headline, submitted, after = _what_was_submitted(planned, created, input_prefix)
+    not_submitted, rest = _what_was_not(planned, created, input_prefix)
     body = f"""\
 {headline}
 
@@ -246,13 +238,54 @@ Not submitted:  {not_submitted}
 Attempts:       {attempts:,} over {hours:,} hours
 Last error:     {last_error or NO_ERROR_RECORDED}
 
-What happens next: {after}
+What happens next: {after}{rest}
 """
     return Notice(
         subject=f"batchdrop: {filename} could not be "
         + ("fully submitted" if created else "submitted"),
         body=body,
         attributes={"status": "failed"},
+    )
+
+
+def _what_was_submitted(
+    planned: Sequence[SubmittedPart], created: Mapping[int, str], input_prefix: str
+) -> tuple[str, str, str]:
+    """The abandoned submission's headline, the batches it created, and what happens next."""
+    if not created:
+        return (
+            "Your file could not be submitted to OpenAI, so batchdrop stopped trying.",
+            "nothing: no batch was created, so no request ran or was charged",
+            f"Once the cause is fixed, upload the file again under {input_prefix}.",
+        )
+    sent = sum(part.requests for part in planned if part.index in created)
+    submitted = f"{len(created)} of {len(planned)} batches ({sent:,} requests): " + ", ".join(
+        created[index] for index in sorted(created)
+    )
+    return (
+        "Part of your file could not be submitted to OpenAI; batchdrop stopped trying.",
+        submitted,
+        "The batches that were created keep running: their results, and one more email, "
+        "arrive when they end. Do not upload the whole file again, which would pay twice "
+        "for the requests already submitted.",
+    )
+
+
+def _what_was_not(
+    planned: Sequence[SubmittedPart], created: Mapping[int, str], input_prefix: str
+) -> tuple[str, str]:
+    """The requests never submitted, and (when some batches went) how to run just those."""
+    missing = [part for part in planned if part.index not in created]
+    if not missing:
+        return "the whole file (it was never fully checked)", ""
+    first = min(part.first_line for part in missing)
+    left = sum(part.requests for part in missing)
+    not_submitted = f"{left:,} requests, from line {first:,} to the end of the file"
+    if not created:
+        return not_submitted, ""
+    return not_submitted, (
+        f" To run the rest, upload a file holding only lines {first:,} onward under "
+        f"{input_prefix} once the cause is fixed."
     )
 
 

@@ -1,15 +1,18 @@
-"""Split a binary stream into lines in constant memory, without trusting its contents."""
+"""Split a binary stream into lines in constant memory, without trusting its contents, and
+normalise each line into the bytes that are uploaded.
+
+A split plan names byte ranges of the raw object; the uploader streams each range and passes
+every line through `normalise_line`, which yields exactly the byte counts the plan declares.
+"""
 
 from collections.abc import Iterable, Iterator
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
+
+from batchdrop.domain.limits import MAX_LINE_BYTES
+from batchdrop.ports import Readable as Readable  # the stream type lives with the ports
 
 DEFAULT_READ_BYTES = 1024 * 1024
-
-
-class Readable(Protocol):
-    """Anything with a bytes `read(n)`: an open binary file, BytesIO, a botocore StreamingBody."""
-
-    def read(self, size: int, /) -> bytes: ...
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 class Line(NamedTuple):
@@ -77,6 +80,39 @@ def iter_lines(
     if pending_bytes:
         raw = None if overflowed else b"".join(pending)
         yield Line(number + 1, line_offset, raw, pending_bytes)
+
+
+def line_content(raw: bytes, *, at_file_start: bool) -> bytes:
+    """A raw line's content: without the UTF-8 BOM (tolerated only at byte offset 0 of the
+    original object) and without one trailing b"\\r"."""
+    if at_file_start and raw.startswith(UTF8_BOM):
+        raw = raw[len(UTF8_BOM) :]
+    if raw.endswith(b"\r"):
+        raw = raw[:-1]
+    return raw
+
+
+def normalise_line(raw: bytes, *, at_file_start: bool) -> bytes:
+    """Return the bytes uploaded for one raw line (as yielded by `iter_lines`).
+
+    `at_file_start` is true only for the line at byte offset 0 of the original object, the one
+    place a UTF-8 BOM is tolerated. A trailing b"\\r" is dropped and a single b"\\n" appended.
+    """
+    return line_content(raw, at_file_start=at_file_start) + b"\n"
+
+
+def normalised_lines(
+    stream: Readable,
+    *,
+    range_start: int,
+    max_line_bytes: int = MAX_LINE_BYTES,
+    read_size: int = DEFAULT_READ_BYTES,
+) -> Iterator[bytes]:
+    """Yield the normalised lines of a raw byte range that begins at `range_start`."""
+    for line in iter_lines(stream, max_line_bytes=max_line_bytes, read_size=read_size):
+        if line.raw is None:
+            raise ValueError(f"line at byte {range_start + line.offset} exceeds max_line_bytes")
+        yield normalise_line(line.raw, at_file_start=range_start + line.offset == 0)
 
 
 class IterableReader:

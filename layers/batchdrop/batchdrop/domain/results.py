@@ -42,6 +42,7 @@ from typing import IO, Any
 from aws_lambda_powertools import Logger
 
 from batchdrop import SERVICE
+from batchdrop.domain.duplicate_ids import custom_id_digest
 from batchdrop.domain.fates import (
     UNKNOWN_CUSTOM_ID,
     UNREADABLE_RESULT_LINE,
@@ -52,10 +53,10 @@ from batchdrop.domain.fates import (
     unplaced,
     without_result,
 )
+from batchdrop.domain.limits import MAX_LINE_BYTES
 from batchdrop.domain.lines import Line, Readable, iter_lines
 from batchdrop.domain.long_lines import LongLine, iter_lines_or_long
 from batchdrop.domain.result_scan import BODY, ScannedLine, scan_long_line
-from batchdrop.domain.validation import MAX_LINE_BYTES, custom_id_digest
 from batchdrop.ports import Writable
 
 logger = Logger(service=SERVICE, child=True)

@@ -1,22 +1,28 @@
-"""Check a Batch API input file line by line and plan how to split it into batches.
+"""Check a Batch API input file line by line, and plan its split into batches as it goes.
 
-The plan names byte ranges of the raw object; the uploader streams each range and passes every
-line through `normalise_line`, which yields exactly the byte counts the plan declares.
+A valid file's report carries its split plan (`split_plan`); a rejected file's report lists its
+problems for the person who dropped it. Memory stays bounded whatever the file's size.
 """
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from batchdrop.domain.duplicate_ids import DEFAULT_RUN_BYTES, Duplicate, DuplicateFinder
-from batchdrop.domain.lines import DEFAULT_READ_BYTES, Line, Readable, iter_lines
+from batchdrop.domain.duplicate_ids import (
+    DEFAULT_RUN_BYTES,
+    Duplicate,
+    DuplicateFinder,
+    custom_id_digest,
+)
+from batchdrop.domain.limits import DEFAULT_LIMITS, Limits
+from batchdrop.domain.lines import DEFAULT_READ_BYTES, Line, Readable, iter_lines, line_content
+from batchdrop.domain.split_plan import Part, SplitPlanner
 
 SUPPORTED_ENDPOINTS = frozenset(
     {
@@ -27,27 +33,9 @@ SUPPORTED_ENDPOINTS = frozenset(
         "/v1/moderations",
     }
 )
-# OpenAI's limits for one batch input file.
-MAX_REQUESTS_PER_BATCH = 50_000
-MAX_BATCH_BYTES = 200 * 1024 * 1024
-# OpenAI's limit on the inputs of one /v1/embeddings batch, summed over all its requests.
-MAX_EMBEDDING_INPUTS_PER_BATCH = 50_000
 EMBEDDINGS_ENDPOINT = "/v1/embeddings"
-# OpenAI's limit for one part of a multipart (Uploads API) file upload.
-MAX_UPLOAD_PART_BYTES = 64 * 1024 * 1024
-# No model accepts a single request this large, and it caps the memory one line may take.
-MAX_LINE_BYTES = 10 * 1024 * 1024
-MAX_LISTED_PROBLEMS = 100
-
-UTF8_BOM = b"\xef\xbb\xbf"
 # Long custom_ids or model names are cut short in messages so the report stays readable.
 _QUOTED_VALUE_CHARS = 60
-
-
-def custom_id_digest(custom_id: str) -> bytes:
-    """A fixed 16 bytes per custom_id: files may hold millions, of any length."""
-    # JSON escapes can produce lone surrogates; surrogatepass keeps them hashable.
-    return hashlib.blake2b(custom_id.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 def embedding_input_count(value: object) -> int:
@@ -70,78 +58,11 @@ def file_too_large(size: int, max_file_bytes: int) -> str:
     )
 
 
-def normalise_line(raw: bytes, *, at_file_start: bool) -> bytes:
-    """Return the bytes uploaded for one raw line (as yielded by `iter_lines`).
-
-    `at_file_start` is true only for the line at byte offset 0 of the original object, the one
-    place a UTF-8 BOM is tolerated. A trailing b"\\r" is dropped and a single b"\\n" appended.
-    """
-    return _content(raw, at_file_start) + b"\n"
-
-
-def normalised_lines(
-    stream: Readable,
-    *,
-    range_start: int,
-    max_line_bytes: int = MAX_LINE_BYTES,
-    read_size: int = DEFAULT_READ_BYTES,
-) -> Iterator[bytes]:
-    """Yield the normalised lines of a raw byte range that begins at `range_start`."""
-    for line in iter_lines(stream, max_line_bytes=max_line_bytes, read_size=read_size):
-        if line.raw is None:
-            raise ValueError(f"line at byte {range_start + line.offset} exceeds max_line_bytes")
-        yield normalise_line(line.raw, at_file_start=range_start + line.offset == 0)
-
-
-def _content(raw: bytes, at_file_start: bool) -> bytes:
-    if at_file_start and raw.startswith(UTF8_BOM):
-        raw = raw[len(UTF8_BOM) :]
-    if raw.endswith(b"\r"):
-        raw = raw[:-1]
-    return raw
-
-
 @dataclass(frozen=True)
 class Problem:
     line: int
     code: str
     message: str
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """Whole lines [start, end) of the raw object; `size` is their normalised length."""
-
-    start: int
-    end: int
-    size: int
-
-
-@dataclass(frozen=True)
-class Part:
-    """Whole lines [start, end) of the raw object that become one batch."""
-
-    index: int
-    first_line: int
-    line_count: int
-    start: int
-    end: int
-    size: int
-    chunks: tuple[Chunk, ...]
-
-    @classmethod
-    def whole_object(cls, size: int, max_chunk_bytes: int) -> Part:
-        """The whole object as one part, cut into byte chunks without regard to lines: only
-        raw bytes sent as they are may be cut so (the upload's parts are concatenated). An
-        upload plan only: its lines are not known yet, so `line_count` is 0."""
-        chunks = tuple(
-            Chunk(start, min(start + max_chunk_bytes, size), min(max_chunk_bytes, size - start))
-            for start in range(0, size, max_chunk_bytes)
-        )
-        return cls(0, 1, 0, 0, size, size, chunks)
-
-    def is_whole_object(self, size: int) -> bool:
-        return (self.index, self.start, self.end, self.size) == (0, 0, size, size)
 
 
 @dataclass(frozen=True)
@@ -206,119 +127,29 @@ class ValidationReport:
         }
 
 
-@dataclass
-class _OpenChunk:
-    start: int
-    end: int
-    size: int
-
-    def close(self) -> Chunk:
-        return Chunk(self.start, self.end, self.size)
-
-
-@dataclass
-class _OpenPart:
-    index: int
-    first_line: int
-    start: int
-    line_count: int = 0
-    size: int = 0
-    inputs: int = 0
-    chunks: list[Chunk] = field(default_factory=list)
-    chunk: _OpenChunk | None = None
-
-    def close(self) -> Part:
-        chunks = self.chunks + ([self.chunk.close()] if self.chunk else [])
-        end = chunks[-1].end if chunks else self.start
-        return Part(
-            self.index, self.first_line, self.line_count, self.start, end, self.size, tuple(chunks)
-        )
-
-
-class _SplitPlanner:
-    """Groups consecutive lines into parts, and each part's lines into upload chunks.
-
-    A part ends before the line that would take it past a batch's requests, bytes or (for
-    embeddings, counted by the caller) inputs."""
-
-    def __init__(
-        self, max_requests: int, max_batch_bytes: int, max_chunk_bytes: int, max_inputs: int
-    ) -> None:
-        self._max_requests = max_requests
-        self._max_batch_bytes = max_batch_bytes
-        self._max_chunk_bytes = max_chunk_bytes
-        self._max_inputs = max_inputs
-        self._closed: list[Part] = []
-        self._open: _OpenPart | None = None
-
-    def add(self, number: int, offset: int, raw_size: int, size: int, inputs: int = 0) -> None:
-        part = self._open
-        if part and (
-            part.line_count + 1 > self._max_requests
-            or part.size + size > self._max_batch_bytes
-            or part.inputs + inputs > self._max_inputs
-        ):
-            self._closed.append(part.close())
-            part = None
-        if part is None:
-            part = self._open = _OpenPart(len(self._closed), number, offset)
-        chunk = part.chunk
-        if chunk and chunk.size + size > self._max_chunk_bytes:
-            part.chunks.append(chunk.close())
-            chunk = None
-        if chunk is None:
-            chunk = part.chunk = _OpenChunk(offset, offset, 0)
-        chunk.end = offset + raw_size
-        chunk.size += size
-        part.line_count += 1
-        part.size += size
-        part.inputs += inputs
-
-    @property
-    def part_count(self) -> int:
-        return len(self._closed) + (self._open is not None)
-
-    def parts(self) -> tuple[Part, ...]:
-        tail = [self._open.close()] if self._open else []
-        return tuple(self._closed + tail)
-
-
 class Validator:
     """Checks lines fed in order, in memory that does not grow with them: custom_ids for the
     duplicate check spill to `spill_dir` (see `duplicates`), so those problems are known only
     at `finish`. Close it (or use it as a context manager) to remove the spill files.
 
-    `max_file_bytes` and `max_file_requests` cap the whole file (None: no cap). Past the request
-    cap the lines are still checked, but no longer for duplicates, so that the spill files stay
-    bounded by the cap as well."""
+    The limits' `max_file_bytes` and `max_file_requests` cap the whole file (None: no cap). Past
+    the request cap the lines are still checked, but no longer for duplicates, so that the spill
+    files stay bounded by the cap as well."""
 
     def __init__(
         self,
+        limits: Limits = DEFAULT_LIMITS,
         *,
-        max_requests: int = MAX_REQUESTS_PER_BATCH,
-        max_batch_bytes: int = MAX_BATCH_BYTES,
-        max_upload_part_bytes: int = MAX_UPLOAD_PART_BYTES,
-        max_line_bytes: int = MAX_LINE_BYTES,
-        max_listed_problems: int = MAX_LISTED_PROBLEMS,
-        max_embedding_inputs: int = MAX_EMBEDDING_INPUTS_PER_BATCH,
-        max_file_bytes: int | None = None,
-        max_file_requests: int | None = None,
         spill_dir: Path | None = None,
         duplicate_run_bytes: int = DEFAULT_RUN_BYTES,
     ) -> None:
-        # The longest acceptable line, normalised, must fit in one chunk, or no plan exists.
-        if max_requests < 1 or max_line_bytes + 1 > min(max_upload_part_bytes, max_batch_bytes):
-            raise ValueError(
-                "need max_requests >= 1 and max_line_bytes + 1 <= "
-                "min(max_upload_part_bytes, max_batch_bytes)"
-            )
-        self.max_line_bytes = max_line_bytes
-        self._max_listed = max_listed_problems
-        self._max_inputs = max_embedding_inputs
-        self._max_file_bytes = max_file_bytes
-        self._max_file_requests = max_file_requests
-        self._planner = _SplitPlanner(
-            max_requests, max_batch_bytes, max_upload_part_bytes, max_embedding_inputs
+        self.limits = limits
+        self.max_line_bytes = limits.max_line_bytes
+        self._planner = SplitPlanner(
+            limits.max_requests,
+            limits.max_batch_bytes,
+            limits.max_upload_part_bytes,
+            limits.max_embedding_inputs,
         )
         self._problems: list[Problem] = []
         self._problem_count = 0
@@ -350,7 +181,7 @@ class Validator:
                 f"{self.max_line_bytes:,} bytes",
             )
             return
-        content = _content(line.raw, line.offset == 0)
+        content = line_content(line.raw, at_file_start=line.offset == 0)
         if not content or content.isspace():
             if self._blank_run_start is None:
                 self._blank_run_start = line.number
@@ -386,10 +217,11 @@ class Validator:
         problem_count = self._problem_count + duplicate_count
         if duplicate_count:
             counts["duplicate_custom_id"] = duplicate_count
-        if self._max_file_bytes is not None and self._raw_bytes > self._max_file_bytes:
+        max_file_bytes = self.limits.max_file_bytes
+        if max_file_bytes is not None and self._raw_bytes > max_file_bytes:
             problem_count += 1
             counts["file_too_large"] = 1
-            detail = file_too_large(self._raw_bytes, self._max_file_bytes)
+            detail = file_too_large(self._raw_bytes, max_file_bytes)
             problems.append(Problem(1, "file_too_large", f"line 1: {detail}"))
         # Duplicates are found last but listed in line order, before their line's other problems
         # (the order in which a line's checks run). The sort is stable.
@@ -401,7 +233,7 @@ class Validator:
                 Problem(1, "empty_file", "line 1: the file holds no requests (it is empty)")
             )
         return ValidationReport(
-            problems=tuple(problems[: self._max_listed]),
+            problems=tuple(problems[: self.limits.max_listed_problems]),
             problem_count=problem_count,
             counts_by_code=counts,
             request_count=self._request_count,
@@ -439,7 +271,7 @@ class Validator:
                 yield duplicate
 
         every = counted()
-        lowest = heapq.nsmallest(self._max_listed, every, key=lambda d: d.line)
+        lowest = heapq.nsmallest(self.limits.max_listed_problems, every, key=lambda d: d.line)
         for _ in every:  # nsmallest(0, ...) reads nothing; the rest must be counted too
             pass
         problems = [
@@ -455,13 +287,12 @@ class Validator:
 
     def _count_request(self, number: int) -> None:
         self._request_count += 1
-        if self._max_file_requests is not None and (
-            self._request_count == self._max_file_requests + 1
-        ):
+        cap = self.limits.max_file_requests
+        if cap is not None and self._request_count == cap + 1:
             self._report(
                 number,
                 "too_many_requests",
-                f"the file holds more than {self._max_file_requests:,} requests, the most one "
+                f"the file holds more than {cap:,} requests, the most one "
                 "file may hold; split it into several files",
             )
 
@@ -470,11 +301,12 @@ class Validator:
         if request.get("url") != EMBEDDINGS_ENDPOINT or not isinstance(body, dict):
             return 0
         count = embedding_input_count(body.get("input"))
-        if count > self._max_inputs:
+        most = self.limits.max_embedding_inputs
+        if count > most:
             self._report(
                 number,
                 "too_many_inputs",
-                f"input holds {count:,} embedding inputs, more than the {self._max_inputs:,} one "
+                f"input holds {count:,} embedding inputs, more than the {most:,} one "
                 "batch may hold; split it across several requests",
             )
         return count
@@ -489,7 +321,7 @@ class Validator:
     def _report(self, number: int, code: str, detail: str) -> None:
         self._problem_count += 1
         self._counts[code] = self._counts.get(code, 0) + 1
-        if len(self._problems) < self._max_listed:
+        if len(self._problems) < self.limits.max_listed_problems:
             self._problems.append(Problem(number, code, f"line {number}: {detail}"))
 
     def _parse(self, number: int, content: bytes) -> dict[str, object] | None:
@@ -546,10 +378,8 @@ class Validator:
         if not custom_id:
             self._report(number, "empty_custom_id", "custom_id is empty")
             return
-        over_cap = self._max_file_requests is not None and (
-            self._request_count > self._max_file_requests
-        )
-        if not over_cap:
+        cap = self.limits.max_file_requests
+        if cap is None or self._request_count <= cap:
             self._duplicates.add(custom_id_digest(custom_id), number, custom_id)
 
     def _check_method(self, number: int, request: dict[str, object]) -> None:
@@ -601,15 +431,8 @@ class Validator:
 
 def validate_stream(
     stream: Readable,
+    limits: Limits = DEFAULT_LIMITS,
     *,
-    max_requests: int = MAX_REQUESTS_PER_BATCH,
-    max_batch_bytes: int = MAX_BATCH_BYTES,
-    max_upload_part_bytes: int = MAX_UPLOAD_PART_BYTES,
-    max_line_bytes: int = MAX_LINE_BYTES,
-    max_listed_problems: int = MAX_LISTED_PROBLEMS,
-    max_embedding_inputs: int = MAX_EMBEDDING_INPUTS_PER_BATCH,
-    max_file_bytes: int | None = None,
-    max_file_requests: int | None = None,
     read_size: int = DEFAULT_READ_BYTES,
     after_each_line: Callable[[Validator, Line], None] | None = None,
 ) -> ValidationReport:
@@ -619,17 +442,8 @@ def validate_stream(
     The duplicate check's spill files go to the system's temporary directory and are removed
     however validation ends.
     """
-    with Validator(
-        max_requests=max_requests,
-        max_batch_bytes=max_batch_bytes,
-        max_upload_part_bytes=max_upload_part_bytes,
-        max_line_bytes=max_line_bytes,
-        max_listed_problems=max_listed_problems,
-        max_embedding_inputs=max_embedding_inputs,
-        max_file_bytes=max_file_bytes,
-        max_file_requests=max_file_requests,
-    ) as validator:
-        for line in iter_lines(stream, max_line_bytes=max_line_bytes, read_size=read_size):
+    with Validator(limits) as validator:
+        for line in iter_lines(stream, max_line_bytes=limits.max_line_bytes, read_size=read_size):
             validator.feed(line)
             if after_each_line is not None:
                 after_each_line(validator, line)

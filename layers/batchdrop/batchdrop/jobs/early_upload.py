@@ -16,14 +16,10 @@ from aws_lambda_powertools import Logger
 
 from batchdrop import SERVICE
 from batchdrop.domain.approval import ApprovedBytes, UploadAbandoned
+from batchdrop.domain.limits import MAX_UPLOAD_PART_BYTES, Limits
 from batchdrop.domain.lines import Line
-from batchdrop.domain.validation import (
-    MAX_BATCH_BYTES,
-    MAX_UPLOAD_PART_BYTES,
-    Part,
-    ValidationReport,
-    Validator,
-)
+from batchdrop.domain.split_plan import Part
+from batchdrop.domain.validation import ValidationReport, Validator
 from batchdrop.jobs.launch import WRITE_BUFFER_BYTES, BatchLauncher, ObjectVersion
 
 logger = Logger(service=SERVICE, child=True)
@@ -100,6 +96,6 @@ class EarlyUpload:
             logger.info("an abandoned upload had failed already", exc_info=True)
 
 
-def may_upload_early(size: int, limits: dict[str, int]) -> bool:
+def may_upload_early(size: int, limits: Limits) -> bool:
     """Whether the object could be one batch sent as it is (its lines are still unknown)."""
-    return 0 < size <= limits.get("max_batch_bytes", MAX_BATCH_BYTES)
+    return 0 < size <= limits.max_batch_bytes

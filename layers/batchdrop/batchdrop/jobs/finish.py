@@ -20,7 +20,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from batchdrop import SERVICE
 from batchdrop.domain.emails import JobOutcome, outcome_notice
-from batchdrop.domain.lines import IterableReader
+from batchdrop.domain.lines import IterableReader, normalised_lines
 from batchdrop.domain.merge_inputs import (
     failed_for_good,
     follow_up_rounds,
@@ -36,7 +36,7 @@ from batchdrop.domain.model import (
     round_prefix,
 )
 from batchdrop.domain.results import MergeSummary, PartInput, ResultFile, merge_in_input_order
-from batchdrop.domain.validation import normalised_lines, validate_stream
+from batchdrop.domain.validation import validate_stream
 from batchdrop.errors import AlreadyWrittenError
 from batchdrop.jobs.launch import BatchLauncher, ObjectVersion, batch_metadata
 from batchdrop.jobs.outbox import NoticeOutbox

@@ -13,7 +13,8 @@ from aws_lambda_powertools import Logger
 
 from batchdrop import SERVICE
 from batchdrop.domain.approval import ApprovedBytes, UploadAbandoned
-from batchdrop.domain.validation import Part, normalised_lines
+from batchdrop.domain.lines import normalised_lines
+from batchdrop.domain.split_plan import Part
 from batchdrop.errors import OpenAIError
 from batchdrop.ports import BatchAPI, BodyFactory, ObjectStore, Retry
 from batchdrop.records import Batch

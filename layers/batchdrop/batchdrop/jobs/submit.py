@@ -22,14 +22,10 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from batchdrop import SERVICE
 from batchdrop.domain.emails import rejection_notice
+from batchdrop.domain.limits import DEFAULT_LIMITS, Limits
 from batchdrop.domain.model import JobStatus, SourceObject, report_key, results_prefix
-from batchdrop.domain.validation import (
-    MAX_UPLOAD_PART_BYTES,
-    Part,
-    ValidationReport,
-    file_too_large,
-    validate_stream,
-)
+from batchdrop.domain.split_plan import Part
+from batchdrop.domain.validation import ValidationReport, file_too_large, validate_stream
 from batchdrop.jobs.early_upload import EarlyUpload, may_upload_early
 from batchdrop.jobs.launch import BatchLauncher, ObjectVersion, batch_metadata, part_filename
 from batchdrop.jobs.outbox import NoticeOutbox
@@ -69,7 +65,7 @@ class Submitter:
         launcher: BatchLauncher,
         outbox: NoticeOutbox,
         metrics: Metrics,
-        validation_limits: dict[str, int] | None = None,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self._input_prefix = input_prefix
         self._objects = objects
@@ -77,7 +73,7 @@ class Submitter:
         self._launcher = launcher
         self._outbox = outbox
         self._metrics = metrics
-        self._limits = validation_limits or {}
+        self._limits = limits
 
     def submit(self, source: SourceObject) -> SubmitOutcome:
         """Submit a delivered object: claim its job, or take over one an earlier attempt left."""
@@ -164,7 +160,7 @@ class Submitter:
             raise
 
     def _submit_claimed(self, source: SourceObject, job_id: str, *, fresh: bool) -> SubmitOutcome:
-        refusal = _refusal_before_reading(source, self._limits.get("max_file_bytes"))
+        refusal = _refusal_before_reading(source, self._limits.max_file_bytes)
         if refusal is not None:
             return self._reject(source, job_id, refusal)
         # A resumed submission may have a file recorded already: only a fresh one starts early.
@@ -172,8 +168,8 @@ class Submitter:
         try:
             report = validate_stream(
                 self._objects.open(source.bucket, source.key, source.version_id),
+                self._limits,
                 after_each_line=early.keep_pace if early else None,
-                **self._limits,
             )
             early_file_id = early.file_id_for(report) if early else None
         finally:
@@ -191,7 +187,7 @@ class Submitter:
             ObjectVersion(source.bucket, source.key, source.version_id),
             source.size,
             part_filename(source.filename, 0, 1),
-            self._limits.get("max_upload_part_bytes", MAX_UPLOAD_PART_BYTES),
+            self._limits.max_upload_part_bytes,
         )
 
     # --- the happy path --------------------------------------------------------------------------

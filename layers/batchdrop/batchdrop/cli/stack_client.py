@@ -2,6 +2,7 @@
 
 It finds the stack's bucket and table from the CloudFormation outputs (or the local stack's
 state file) and speaks to them with the user's own credentials; it never needs the OpenAI key.
+The command's one module that imports boto3 and botocore.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +18,14 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from batchdrop.adapters.job_store import JobStore
+from batchdrop.cli.views import JobView, UserError, batch_view
 from batchdrop.domain.model import SourceObject
 from batchdrop.domain.validation import ValidationReport, validate_stream
 
 # moto accepts any credentials; these keep a laptop without AWS credentials working.
 LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
-FINISHED = {"completed", "failed", "expired", "cancelled", "rejected"}
-
-
-class UserError(Exception):
-    """Something the user must fix, said in one line."""
+# What AWS may raise from any call; the command reports it in one line.
+AWS_ERRORS = (ClientError, BotoCoreError)
 
 
 @dataclass(frozen=True)
@@ -72,66 +71,6 @@ class StackInfo:
             raise UserError(f"no local stack found ({path} is missing); run `batchdrop local up`")
         state = json.loads(path.read_text())
         return cls.from_outputs(state["outputs"], state.get("region"), state["endpoint"])
-
-
-# The moments OpenAI stamps on a batch, in lifecycle order.
-BATCH_EVENTS = (
-    "created_at", "in_progress_at", "finalizing_at", "cancelling_at",
-    "completed_at", "failed_at", "expired_at", "cancelled_at",
-)  # fmt: skip
-
-
-@dataclass(frozen=True)
-class BatchView:
-    index: int
-    batch_id: str
-    status: str
-    total: int
-    completed: int
-    failed: int
-    events: tuple[tuple[int, str], ...] = ()
-
-
-@dataclass(frozen=True)
-class JobView:
-    job_id: str
-    key: str
-    status: str
-    created_at: int
-    record: dict[str, Any]
-    batches: list[BatchView] = field(default_factory=list)
-
-    @property
-    def filename(self) -> str:
-        return Path(self.key).name
-
-    @property
-    def total(self) -> int:
-        return int(self.record.get("request_count") or self.record.get("total") or 0)
-
-    @property
-    def done(self) -> int:
-        if self.status in FINISHED:
-            return int(self.record.get("succeeded", 0)) + int(self.record.get("failed", 0))
-        return sum(b.completed + b.failed for b in self.batches)
-
-    @property
-    def finished(self) -> bool:
-        return self.status in FINISHED
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "job_id": self.job_id,
-            "key": self.key,
-            "status": self.status,
-            "created_at": self.created_at,
-            "total": self.total,
-            "done": self.done,
-            "succeeded": self.record.get("succeeded"),
-            "failed": self.record.get("failed"),
-            "unfinished": self.record.get("unfinished"),
-            "batches": [b.__dict__ for b in self.batches],
-        }
 
 
 @dataclass(frozen=True)
@@ -311,7 +250,7 @@ class BatchdropClient:
             status=str(item.get("status", "")),
             created_at=int(item.get("created_at", 0)),
             record=dict(item),
-            batches=[_batch_view(b) for b in self._store.batches(str(item["job_id"]))],
+            batches=[batch_view(b) for b in self._store.batches(str(item["job_id"]))],
         )
 
     def _keys(self, prefix: str) -> list[str]:
@@ -330,23 +269,6 @@ class BatchdropClient:
             return operation()
         except (ClientError, BotoCoreError) as exc:
             raise UserError(_reason(exc)) from None
-
-
-def _batch_view(item: Mapping[str, Any]) -> BatchView:
-    openai = item.get("openai", {})
-    counts = openai.get("request_counts") or {}
-    events = tuple(
-        (int(openai[name]), name.removesuffix("_at")) for name in BATCH_EVENTS if openai.get(name)
-    )
-    return BatchView(
-        index=int(item["index"]),
-        batch_id=str(item.get("batch_id", "")),
-        status=str(item.get("status", "")),
-        total=int(counts.get("total", 0)),
-        completed=int(counts.get("completed", 0)),
-        failed=int(counts.get("failed", 0)),
-        events=events,
-    )
 
 
 def _reason(exc: Exception) -> str:

@@ -23,10 +23,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from local.client import BatchdropClient, JobView, StackInfo, UserError
-from local.present import job_details, jobs_table, progress_bar
+from batchdrop.cli.present import job_details, jobs_table, progress_bar
+from batchdrop.cli.stack_client import AWS_ERRORS, BatchdropClient, StackInfo
+from batchdrop.cli.views import JobView, UserError
 
 SAMCONFIG = Path("samconfig.toml")
 DEFAULT_STACK = "batchdrop"
@@ -39,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as error:
         print(f"batchdrop: {error}", file=sys.stderr)
         return 1
-    except (ClientError, BotoCoreError) as error:
+    except AWS_ERRORS as error:
         print(f"batchdrop: AWS said: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -243,7 +242,3 @@ def _parser() -> argparse.ArgumentParser:
     ret.add_argument("job", metavar="JOB")
     ret.set_defaults(run=retry)
     return parser
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from local.client import JobView
+from batchdrop.cli.views import JobView
 
 BAR_WIDTH = 30
 
