@@ -58,7 +58,7 @@ class FakeBatchAPI:
     def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
         self._lock = threading.Lock()
-        self._failures: dict[str, list[_Failure]] = {}
+        self._failures: dict[str, list[_Failure | None]] = {}
         self._ids = 0
         self.files: dict[str, bytes] = {}
         self.uploads: dict[str, JSON] = {}
@@ -68,13 +68,19 @@ class FakeBatchAPI:
     # --- for tests ------------------------------------------------------------------------------
 
     def fail_next(
-        self, method: str, error: BaseException, *, times: int = 1, takes_effect: bool = False
+        self,
+        method: str,
+        error: BaseException,
+        *,
+        times: int = 1,
+        after: int = 0,
+        takes_effect: bool = False,
     ) -> None:
-        """The next `times` calls of `method` raise `error`; with `takes_effect` each one does
-        what it was asked first (OpenAI acted, the client never heard)."""
-        self._failures.setdefault(method, []).extend(
-            _Failure(error, takes_effect) for _ in range(times)
-        )
+        """The next `times` calls of `method` (once `after` more have succeeded) raise `error`;
+        with `takes_effect` each one does what it was asked first (OpenAI acted, the client
+        never heard)."""
+        failure = _Failure(error, takes_effect)
+        self._failures.setdefault(method, []).extend([None] * after + [failure] * times)
 
     def count(self, method: str) -> int:
         return self.calls.count(method)
