@@ -232,6 +232,27 @@ def test_a_duplicate_batch_still_running_holds_its_job_back(world: World) -> Non
     assert world.finisher().finish(job_id, plenty_of_time) == "completed"
 
 
+def test_what_a_duplicate_batch_ran_counts_as_its_parts_and_is_not_sent_again() -> None:
+    world = World(Options(resubmit_unfinished=True))
+    job_id = submitted(world, requests=3)
+    own = batch_of(world, job_id)
+    copy = world.api.add_batch(  # the same part's requests, created twice
+        metadata=world.api.batches[own]["metadata"],
+        created_at=world.store.now(),
+        input_file_id=world.api.batches[own]["input_file_id"],
+    )["id"]
+    world.store.note_duplicates(job_id, 0, [copy], [])
+    world.api.run_partly(own, "expired", ran=0)
+    world.api.complete(copy)
+
+    assert world.tick().finished_jobs == {job_id: "completed"}
+
+    job = world.store.job(job_id)
+    assert (job["succeeded"], job["unfinished"]) == (3, 0)
+    assert job["usage"]["total_tokens"] == 20  # the duplicate's tokens were paid for too
+    assert world.api.count("create_batch") == 1  # no follow-up: nothing is left unrun
+
+
 # --- written once -------------------------------------------------------------------------------
 
 
