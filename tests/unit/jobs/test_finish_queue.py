@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
+from batchdrop.adapters.job_store import StaleRecordError
 from batchdrop.jobs.finish import FINISH_RESERVE_SECONDS
 from batchdrop.jobs.finish_queue import KILLED
 from tests.support import Killed
@@ -212,3 +213,32 @@ def test_no_turn_starts_without_room_for_a_finish(world: World) -> None:
     assert summary.finished_jobs == {}
     assert "finish_attempted_at" not in world.store.job(job_id)  # no attempt was begun
     assert world.tick().finished_jobs == {job_id: "completed"}
+
+
+class OvertakenFinisher:
+    """A finish whose outcome an overlapping invocation recorded first."""
+
+    def finish(self, job_id: str, time_left: Callable[[], float]) -> str:  # noqa: ARG002
+        raise StaleRecordError(f"job {job_id} changed underneath us")
+
+
+def test_an_outcome_recorded_first_by_another_invocation_is_no_failure(world: World) -> None:
+    job_id = ready_job(world, "requests/a.jsonl")
+    downloads_fail(world)
+    world.tick()
+
+    summary = world.poller(finisher=OvertakenFinisher()).tick(lambda: INVOCATION_SECONDS)
+
+    assert summary.finished_jobs == {}
+    job = world.store.job(job_id)
+    assert job["finish_failures"] == 1  # neither counted again nor cleared
+    assert "finish_attempt_until" not in job  # the attempt is closed
+
+
+def test_a_job_still_submitting_gets_no_turn(world: World) -> None:
+    job_id = ready_job(world, "requests/a.jsonl")
+    world.store.update_job(job_id, {"status": "submitting"})
+    finisher = RecordingFinisher(world)
+
+    assert world.poller(finisher=finisher).tick(lambda: INVOCATION_SECONDS).finished_jobs == {}
+    assert finisher.order == []

@@ -122,3 +122,45 @@ def test_a_submission_given_up_part_way_tracks_what_was_created_to_its_end() -> 
     job = world.store.job(source.job_id)
     assert (job["total"], job["succeeded"]) == (2, 2)  # the job is what was submitted
     assert "Never submitted: the requests from line 3" in world.publisher.sent[-1].body
+
+
+def test_a_resumption_carries_on_from_the_first_part_without_a_batch() -> None:
+    world = World(Options(limits={"max_requests": 2}))
+    source = world.drop(KEY, jsonl(request_lines(6)))
+    world.api.fail_next("create_batch", Killed("killed mid-create"), after=1)
+    with pytest.raises(Killed):
+        world.submitter().submit(source)  # part 0's batch recorded; killed creating part 1's
+    world.clock.advance(SUBMIT_LEASE_SECONDS)
+
+    assert world.tick().resumed_submissions == {source.job_id: "submitted"}
+
+    assert world.api.count("create_batch") == 2 + 2  # part 0, the killed create, parts 1 and 2
+    parts = world.parts(source.job_id)
+    assert [world.api.batches[p["batch_id"]]["metadata"]["batchdrop_part"] for p in parts] == [
+        "0",
+        "1",
+        "2",
+    ]
+    assert len(world.api.batches) == 3
+
+
+def test_a_give_up_email_sns_refuses_still_ends_the_submission() -> None:
+    world = World(Options(submit_resume_limit=0))
+    job_id = killed_submission(world)
+    world.publisher.refuse = lambda _notice: True
+    world.clock.advance(SUBMIT_LEASE_SECONDS)
+
+    assert world.tick().resumed_submissions == {job_id: "gave_up"}
+    assert world.store.job(job_id)["status"] == "failed"
+    assert world.metrics.counts["NoticesRefused"] == 1
+
+
+def test_a_give_up_whose_email_another_sender_holds_waits_for_it() -> None:
+    world = World(Options(submit_resume_limit=0))
+    job_id = killed_submission(world)
+    world.store.claim_notice(job_id, "outcome", 1200)
+    world.clock.advance(SUBMIT_LEASE_SECONDS)
+
+    assert world.tick().resumed_submissions == {job_id: "not_ready"}
+    assert world.store.job(job_id)["status"] == "submitting"
+    assert world.publisher.sent == []
