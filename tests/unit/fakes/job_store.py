@@ -6,8 +6,11 @@ condition: a write whose condition does not hold changes nothing and raises the 
 come back as the real store returns them: copies, where a field set to None is absent, and with
 the sparse index's `active_pk`/`active_sk` kept as fields.
 
-Tests may interpose on any method (`before`): a crash, a kill, or an overlapping writer acting
-at an exact step.
+Tests may interpose on a write, or on a read of the records (`before`): a crash, a kill, or an
+overlapping writer acting at an exact step.
+
+tests/integration/test_fake_job_store.py runs the same scripts of calls against this store and
+the DynamoDB one (on moto), and requires them to see the same.
 """
 
 from __future__ import annotations
@@ -70,11 +73,6 @@ class FakeJobStore:
 
     def part(self, job_id: str, index: int) -> Item:
         return copy.deepcopy(self._items[_key(batch_key(job_id, index))])
-
-    def put_part(self, job_id: str, index: int, fields: Mapping[str, Any]) -> None:
-        """Write a batch record as it is (a state the code would reach some other way)."""
-        key = _key(batch_key(job_id, index))
-        self._items[key] = {"pk": key[0], "sk": key[1], **_stored(dict(fields))}
 
     def _hook(self, method: str, *args: Any, **kwargs: Any) -> None:
         hooks = self._hooks.get(method)

@@ -152,9 +152,6 @@ class World:
     def parts(self, job_id: str) -> list[dict[str, Any]]:
         return self.store.batches(job_id)
 
-    def batch_ids(self, job_id: str) -> list[str]:
-        return [str(part["batch_id"]) for part in self.parts(job_id) if "batch_id" in part]
-
     def result(self, job_id: str, name: str = "results.jsonl") -> list[dict[str, Any]]:
         """A JSONL file in the job's results folder."""
         prefix = self.store.job(job_id)["results_prefix"]
