@@ -63,8 +63,9 @@ sam-build: $(SAM_VENV)/.installed ## sam build (layer and both functions)
 checkov: $(CHECKOV_VENV)/.installed ## checkov on template.yaml (zero failed checks)
 	$(CHECKOV_VENV)/bin/checkov -f template.yaml --framework cloudformation --skip-download --quiet --compact
 
-unit: $(VENV)/.installed ## unit tests
-	$(BIN)/pytest tests/unit
+# The few unit tests marked slow (large inputs) run in `make test`, not on every `make unit`.
+unit: $(VENV)/.installed ## unit tests (fast: not those marked slow)
+	$(BIN)/pytest tests/unit -m "not slow"
 
 integration: $(VENV)/.installed ## moto + simulator tests
 	$(BIN)/pytest tests/integration

@@ -86,6 +86,7 @@ def random_text(rng: random.Random) -> str:
     return "".join(chars)
 
 
+@pytest.mark.slow  # 10,000 generated subjects
 def test_fit_subject_passes_sns_rules_for_thousands_of_generated_names() -> None:
     rng = random.Random(11)
     for _ in range(5_000):

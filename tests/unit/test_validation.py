@@ -478,6 +478,7 @@ def test_duplicates_found_at_the_end_are_listed_in_line_order_among_the_rest(
     assert report == validate_stream(io.BytesIO(data))  # spilled or not, the same report
 
 
+@pytest.mark.slow  # 50,000 requests validated under tracemalloc
 def test_validation_memory_does_not_grow_with_the_request_count(tmp_path: Path) -> None:
     def peak_bytes(count: int) -> int:
         data = jsonl(*(req(f"request-{n}", body={"model": "m"}) for n in range(count)))

@@ -1,0 +1,185 @@
+"""S3 in memory: the methods the use cases call on `S3Objects`, and the few client calls
+`S3MultipartWriter` makes through `S3Objects.client`, over one versioned set of objects.
+
+A create-only write (S3's If-None-Match: *) where an object is already there is refused, as S3
+refuses it, so a test can count how often each key was written and prove none was written over.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from batchdrop.adapters.s3_multipart import AlreadyWrittenError
+from batchdrop.domain.lines import Readable
+
+Address = tuple[str, str]
+
+
+class NoSuchKey(LookupError):
+    """Reading an object that is not there (S3 answers 404)."""
+
+
+@dataclass
+class _Versions:
+    bodies: list[bytes] = field(default_factory=list)
+
+    @property
+    def etag(self) -> str:
+        return f'"v{len(self.bodies)}"'
+
+
+class FakeObjectStore:
+    def __init__(self) -> None:
+        self._objects: dict[Address, _Versions] = {}
+        self._lock = threading.Lock()
+        self._failures: dict[str, list[BaseException]] = {}
+        self.client = FakeS3Client(self)
+
+    # --- for tests ------------------------------------------------------------------------------
+
+    def put(self, bucket: str, key: str, body: bytes) -> str:
+        """Upload an object as a user would; returns its version id."""
+        self.write(bucket, key, body, create_only=False)
+        return self.version_id(bucket, key)
+
+    def read(self, bucket: str, key: str) -> bytes:
+        return self._versions(bucket, key).bodies[-1]
+
+    def read_jsonl(self, bucket: str, key: str) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.read(bucket, key).splitlines()]
+
+    def writes(self, bucket: str, key: str) -> int:
+        """How many times the key was written (S3 keeps a version per write)."""
+        versions = self._objects.get((bucket, key))
+        return len(versions.bodies) if versions else 0
+
+    def keys(self, bucket: str, prefix: str = "") -> list[str]:
+        return sorted(k for b, k in self._objects if b == bucket and k.startswith(prefix))
+
+    def version_id(self, bucket: str, key: str) -> str:
+        return str(len(self._versions(bucket, key).bodies))
+
+    def fail_next(self, method: str, error: BaseException) -> None:
+        """The next call of `method` raises `error` before doing anything."""
+        self._failures.setdefault(method, []).append(error)
+
+    def _maybe_fail(self, method: str) -> None:
+        failures = self._failures.get(method)
+        if failures:
+            raise failures.pop(0)
+
+    # --- S3Objects' methods ---------------------------------------------------------------------
+
+    def open(
+        self,
+        bucket: str,
+        key: str,
+        version_id: str | None = None,
+        *,
+        start: int = 0,
+        end: int | None = None,
+    ) -> Readable:
+        self._maybe_fail("open")
+        bodies = self._versions(bucket, key).bodies
+        body = bodies[int(version_id) - 1] if version_id else bodies[-1]
+        return BytesIO(body[start:end])
+
+    def size(self, bucket: str, key: str) -> int | None:
+        versions = self._objects.get((bucket, key))
+        return len(versions.bodies[-1]) if versions else None
+
+    def put_json(self, bucket: str, key: str, document: Any, *, create_only: bool = False) -> None:
+        self._maybe_fail("put_json")
+        body = json.dumps(document, indent=2, ensure_ascii=False).encode()
+        self.write(bucket, key, body, create_only=create_only)
+
+    def read_json(self, bucket: str, key: str) -> tuple[Any, str] | None:
+        versions = self._objects.get((bucket, key))
+        if versions is None:
+            return None
+        return json.loads(versions.bodies[-1]), versions.etag
+
+    def replace_json(self, bucket: str, key: str, document: Any, etag: str | None) -> bool:
+        body = json.dumps(document, indent=2, ensure_ascii=False).encode()
+        with self._lock:
+            versions = self._objects.get((bucket, key))
+            current = versions.etag if versions else None
+            if current != etag:
+                return False
+            self._objects.setdefault((bucket, key), _Versions()).bodies.append(body)
+        return True
+
+    def upload_file(self, path: Path, bucket: str, key: str, *, create_only: bool = False) -> None:
+        self._maybe_fail("upload_file")
+        self.write(bucket, key, path.read_bytes(), create_only=create_only)
+
+    def presigned_url(self, bucket: str, key: str) -> str:
+        return f"https://{bucket}.s3.example/{key}?X-Amz-Expires=604800"
+
+    # --- shared by both faces -------------------------------------------------------------------
+
+    def write(self, bucket: str, key: str, body: bytes, *, create_only: bool) -> None:
+        with self._lock:
+            if create_only and (bucket, key) in self._objects:
+                raise AlreadyWrittenError(f"s3://{bucket}/{key} exists")
+            self._objects.setdefault((bucket, key), _Versions()).bodies.append(bytes(body))
+
+    def _versions(self, bucket: str, key: str) -> _Versions:
+        versions = self._objects.get((bucket, key))
+        if versions is None:
+            raise NoSuchKey(f"s3://{bucket}/{key}")
+        return versions
+
+
+class FakeS3Client:
+    """The boto3 S3 client calls `S3MultipartWriter` makes, over the store's objects."""
+
+    def __init__(self, store: FakeObjectStore) -> None:
+        self._store = store
+        self._uploads: dict[str, list[bytes]] = {}
+
+    def put_object(self, *, Bucket: str, Key: str, Body: bytes, **options: Any) -> Any:
+        self._write(Bucket, Key, Body, options, "PutObject")
+        return {"ETag": '"etag"'}
+
+    def create_multipart_upload(self, **_: Any) -> Any:
+        upload_id = f"upload-{len(self._uploads) + 1}"
+        self._uploads[upload_id] = []
+        return {"UploadId": upload_id}
+
+    def upload_part(self, *, UploadId: str, Body: bytes, **_: Any) -> Any:
+        self._uploads[UploadId].append(Body)
+        return {"ETag": f'"part{len(self._uploads[UploadId])}"', "ChecksumCRC32": "crc"}
+
+    def complete_multipart_upload(
+        self,
+        *,
+        Bucket: str,
+        Key: str,
+        UploadId: str,
+        **options: Any,
+    ) -> Any:
+        body = b"".join(self._uploads.pop(UploadId))
+        self._write(Bucket, Key, body, options, "CompleteMultipartUpload")
+        return {}
+
+    def abort_multipart_upload(self, *, UploadId: str, **_: Any) -> Any:
+        self._uploads.pop(UploadId, None)
+        return {}
+
+    def _write(self, bucket: str, key: str, body: bytes, options: Any, operation: str) -> None:
+        try:
+            self._store.write(bucket, key, body, create_only=options.get("IfNoneMatch") == "*")
+        except AlreadyWrittenError:
+            raise _precondition_failed(operation) from None
+
+
+def _precondition_failed(operation: str) -> ClientError:
+    return ClientError({"Error": {"Code": "PreconditionFailed", "Message": "exists"}}, operation)

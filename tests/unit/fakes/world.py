@@ -1,0 +1,158 @@
+"""The one place where the use cases are built on the fakes.
+
+A `World` holds a clock and one of each fake, shared the way the composition root
+(`batchdrop.runtime`) shares the real adapters, and builds the use cases as it does. When a
+constructor changes, only this module changes with it.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from batchdrop import SERVICE
+from batchdrop.adapters.openai_api import RetryPolicy
+from batchdrop.domain.model import SourceObject
+from batchdrop.jobs.duplicate_batches import DuplicateBatchSweeper
+from batchdrop.jobs.finish import JobFinisher
+from batchdrop.jobs.launch import BatchLauncher
+from batchdrop.jobs.outbox import NoticeOutbox
+from batchdrop.jobs.poll import Poller, TickSummary
+from batchdrop.jobs.resume import SubmissionResumer
+from batchdrop.jobs.submit import SUBMIT_LEASE_SECONDS, SubmitOutcome, Submitter
+from tests.support import jsonl, request_lines
+from tests.unit.fakes.batch_api import FakeBatchAPI
+from tests.unit.fakes.clock import FakeClock
+from tests.unit.fakes.job_store import FakeJobStore
+from tests.unit.fakes.metrics import MetricsRecorder
+from tests.unit.fakes.object_store import FakeObjectStore
+from tests.unit.fakes.publisher import FakePublisher
+
+BUCKET = "batchdrop-bucket"
+INPUT_PREFIX = "requests/"
+INVOCATION_SECONDS = 900.0  # a whole Lambda invocation ahead
+
+
+def plenty_of_time() -> float:
+    return INVOCATION_SECONDS
+
+
+@dataclass(frozen=True)
+class Options:
+    """The settings the use cases take, at the template's defaults unless a test says."""
+
+    limits: dict[str, int] = field(default_factory=dict)
+    resubmit_unfinished: bool = False
+    stuck_after_seconds: int = 120 * 60
+    finish_attempts_before_attention: int = 5
+    submit_resume_limit: int = 8
+    submit_give_up_seconds: int = 24 * 3600
+    concurrency: int = 4
+
+
+class World:
+    def __init__(self, options: Options | None = None) -> None:
+        # The use cases log through child loggers, which need their parent: each function's
+        # handler makes it. Quiet: only warnings and errors, which pytest shows on a failure.
+        Logger(service=SERVICE, level="WARNING")
+        self.options = options or Options()
+        self.clock = FakeClock()
+        self.store = FakeJobStore(self.clock)
+        self.api = FakeBatchAPI(self.clock)
+        self.objects = FakeObjectStore()
+        self.publisher = FakePublisher()
+        self.metrics = MetricsRecorder()
+        self.sleeps: list[float] = []
+        self.retry = RetryPolicy(sleep=self.sleeps.append)
+
+    # --- the use cases, built as runtime.py builds them ---------------------------------------
+
+    def outbox(self) -> NoticeOutbox:
+        return NoticeOutbox(self.store, self.publisher)  # type: ignore[arg-type]
+
+    def launcher(self) -> BatchLauncher:
+        return BatchLauncher(self.objects, self.api, self.retry)  # type: ignore[arg-type]
+
+    def submitter(self) -> Submitter:
+        return Submitter(
+            input_prefix=INPUT_PREFIX,
+            objects=self.objects,  # type: ignore[arg-type]
+            store=self.store,  # type: ignore[arg-type]
+            api=self.api,  # type: ignore[arg-type]
+            outbox=self.outbox(),
+            metrics=self.metrics,  # type: ignore[arg-type]
+            retry=self.retry,
+            validation_limits=dict(self.options.limits),
+        )
+
+    def finisher(self) -> JobFinisher:
+        return JobFinisher(
+            input_prefix=INPUT_PREFIX,
+            objects=self.objects,  # type: ignore[arg-type]
+            api=self.api,  # type: ignore[arg-type]
+            launcher=self.launcher(),
+            store=self.store,  # type: ignore[arg-type]
+            outbox=self.outbox(),
+            metrics=self.metrics,  # type: ignore[arg-type]
+            resubmit_unfinished=self.options.resubmit_unfinished,
+            workdir=Path(tempfile.gettempdir()),
+        )
+
+    def resumer(self) -> SubmissionResumer:
+        return SubmissionResumer(
+            store=self.store,  # type: ignore[arg-type]
+            submitter=self.submitter(),
+            outbox=self.outbox(),
+            metrics=self.metrics,  # type: ignore[arg-type]
+            input_prefix=INPUT_PREFIX,
+            max_resumes=self.options.submit_resume_limit,
+            give_up_after_seconds=self.options.submit_give_up_seconds,
+            lease_seconds=SUBMIT_LEASE_SECONDS,
+        )
+
+    def poller(self, *, finisher: Any = None) -> Poller:
+        """`finisher` stands in for the JobFinisher when a test scripts what finishing does."""
+        return Poller(
+            store=self.store,  # type: ignore[arg-type]
+            api=self.api,  # type: ignore[arg-type]
+            launcher=self.launcher(),
+            duplicates=DuplicateBatchSweeper(
+                api=self.api,  # type: ignore[arg-type]
+                store=self.store,  # type: ignore[arg-type]
+                metrics=self.metrics,  # type: ignore[arg-type]
+            ),
+            outbox=self.outbox(),
+            finisher=finisher or self.finisher(),
+            resumer=self.resumer(),
+            metrics=self.metrics,  # type: ignore[arg-type]
+            concurrency=self.options.concurrency,
+            stuck_after_seconds=self.options.stuck_after_seconds,
+            finish_attempts_before_attention=self.options.finish_attempts_before_attention,
+        )
+
+    # --- the user's side ------------------------------------------------------------------------
+
+    def drop(self, key: str, body: bytes) -> SourceObject:
+        """Put a file in the bucket; the object the S3 event would name."""
+        version = self.objects.put(BUCKET, key, body)
+        return SourceObject(BUCKET, key, len(body), f'"etag-{key}"', f"seq{version}", version)
+
+    def submit(self, key: str = "requests/chat.jsonl", requests: int = 3) -> SubmitOutcome:
+        """Drop a valid file of `requests` requests and submit it."""
+        return self.submitter().submit(self.drop(key, jsonl(request_lines(requests))))
+
+    def tick(self, time_left: Callable[[], float] = plenty_of_time) -> TickSummary:
+        return self.poller().tick(time_left)
+
+    def parts(self, job_id: str) -> list[dict[str, Any]]:
+        return self.store.batches(job_id)
+
+    def result(self, job_id: str, name: str = "results.jsonl") -> list[dict[str, Any]]:
+        """A JSONL file in the job's results folder."""
+        prefix = self.store.job(job_id)["results_prefix"]
+        return self.objects.read_jsonl(BUCKET, f"{prefix}{name}")
