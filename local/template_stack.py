@@ -148,6 +148,12 @@ def deploy(
     return stack
 
 
+def resolve(stack: DeployedStack, value: Any) -> Any:
+    """A value of the transformed template with its intrinsic functions evaluated against this
+    deployment: the names and ARNs the resources were given."""
+    return _Resolver(stack, stack.region).resolve(value)
+
+
 def _parameter_values(template: dict[str, Any], given: Mapping[str, str]) -> dict[str, str]:
     values: dict[str, str] = {}
     for name, spec in template.get("Parameters", {}).items():
