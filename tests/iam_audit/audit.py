@@ -85,12 +85,15 @@ class TestAudit:
     def __init__(self, ledger: Ledger = LEDGER) -> None:
         self._ledger = ledger
         self._problems: list[str] = []
+        self.calls: list[RecordedCall] = []  # every call checked so far
         RECORDER.drain()  # whatever ran before this test is not its business
         ledger.tests += 1
 
     def problems(self) -> list[str]:
         """Every call so far that its role does not allow."""
-        self._problems.extend(self._ledger.check(RECORDER.drain()))
+        calls = RECORDER.drain()
+        self.calls += calls
+        self._problems += self._ledger.check(calls)
         return list(self._problems)
 
     def take_problems(self) -> list[str]:

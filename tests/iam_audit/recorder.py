@@ -17,6 +17,7 @@ from botocore import handlers
 
 from local.lambda_runtime import Execution, running
 from local.template_stack import ACCOUNT_ID
+from tests.iam_audit.encryption import kms_needs
 from tests.iam_audit.permissions import Account, missing_object_needs, needs
 from tests.iam_audit.policy import Need
 
@@ -98,6 +99,7 @@ class _ClientHooks:
             context[_CONTEXT_KEY] = (execution, params.get("Bucket"), params.get("Key"))
         try:
             found = needs(service, model.name, params, _account(execution))
+            found += kms_needs(found, execution.stack)
         except Exception as error:  # never break the call itself: report it instead
             RECORDER.add(RecordedCall(execution, api, (), f"{type(error).__name__}: {error}"))
             return
