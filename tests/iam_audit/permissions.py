@@ -74,6 +74,8 @@ _S3_BUCKET_ACTIONS = {
 
 
 def _s3(operation: str, params: Mapping[str, Any], account: Account) -> list[Need]:
+    if "Bucket" not in params:
+        raise UnmodelledCallError(f"no IAM model of s3.{operation}, which names no bucket")
     bucket = str(params["Bucket"])
     if operation in _S3_BUCKET_ACTIONS:
         return [Need(_S3_BUCKET_ACTIONS[operation], _bucket_arn(bucket))]

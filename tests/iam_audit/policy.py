@@ -29,9 +29,10 @@ class Need:
         return f"{text} ({self.why})" if self.why else text
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Statement:
-    """One statement of a policy, its intrinsic functions already resolved."""
+    """One statement of a policy, its intrinsic functions already resolved. (Compared by
+    identity: "which statements allowed this" means these very ones.)"""
 
     effect: str
     actions: tuple[str, ...]
