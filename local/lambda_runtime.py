@@ -3,6 +3,10 @@
 A function is loaded the way template.yaml names it (CodeUri + Handler) into a fresh module, as a
 new execution environment would, and invoked asynchronously with the retries and the on-failure
 destination that the template configures.
+
+While a function's code runs (its cold start, an invocation, Lambda's on-failure send on its
+behalf), `running()` says which function of which deployment it is, so that a test can hold each
+AWS call to the role the template gives that function.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +31,31 @@ import boto3
 from local.template_stack import TEMPLATE, AsyncConfig, DeployedStack, load_template
 
 Handler = Callable[[dict[str, Any], Any], Any]
+
+
+@dataclass(frozen=True, eq=False)
+class Execution:
+    """Whose code is running: one function of one deployment, whose AWS calls use its role."""
+
+    function: str  # the function's logical id in the template
+    stack: DeployedStack
+
+
+_running: ContextVar[Execution | None] = ContextVar("running", default=None)
+
+
+def running() -> Execution | None:
+    """The function whose code is running in this context, or None (a test's own setup)."""
+    return _running.get()
+
+
+@contextmanager
+def executing(execution: Execution) -> Iterator[None]:
+    token = _running.set(execution)
+    try:
+        yield
+    finally:
+        _running.reset(token)
 
 
 @dataclass
@@ -132,11 +162,12 @@ def load_function(spec: FunctionSpec, env: Mapping[str, str]) -> ModuleType:
 
 @dataclass
 class Function:
-    """A loaded function: its handler, its spec and its environment."""
+    """A loaded function: its handler, its spec, its environment and where it is deployed."""
 
     spec: FunctionSpec
     module: ModuleType
     env: dict[str, str]
+    execution: Execution
 
     @classmethod
     def load(cls, stack: DeployedStack, logical_id: str, overrides: Mapping[str, str]) -> Function:
@@ -147,7 +178,11 @@ class Function:
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory),
             **overrides,
         }
-        return cls(spec, load_function(spec, env), env)
+        execution = Execution(logical_id, stack)
+        # The cold start runs as the function too: its clients are made, and may call, there.
+        with executing(execution):
+            module = load_function(spec, env)
+        return cls(spec, module, env, execution)
 
     def invoke(self, event: dict[str, Any]) -> Any:
         """A synchronous invocation: the handler's result, or its exception."""
@@ -157,7 +192,7 @@ class Function:
             timeout_seconds=self.spec.timeout,
         )
         handler: Handler = getattr(self.module, self.spec.handler)
-        with environment(self.env):
+        with environment(self.env), executing(self.execution):
             return handler(event, context)
 
     def invoke_async(
@@ -176,9 +211,12 @@ class Function:
                 error = exc
         assert error is not None
         if config.on_failure_queue_url:
-            sqs = (session or boto3.session.Session()).client("sqs")
             record = _failure_record(self.spec.logical_id, event, error, attempts)
-            sqs.send_message(QueueUrl=config.on_failure_queue_url, MessageBody=json.dumps(record))
+            with executing(self.execution):  # Lambda sends it with the function's role
+                sqs = (session or boto3.session.Session()).client("sqs")
+                sqs.send_message(
+                    QueueUrl=config.on_failure_queue_url, MessageBody=json.dumps(record)
+                )
         return AsyncResult(None, attempts=attempts, error=error)
 
 

@@ -123,7 +123,7 @@ def deploy(
     session: boto3.session.Session | None = None,
     template: dict[str, Any] | None = None,
 ) -> DeployedStack:
-    """Create the template's data resources (buckets, tables, topics, queues, secrets)."""
+    """Create the template's data resources (buckets, tables, topics, queues, secrets, keys)."""
     session = session or boto3.session.Session()
     region = session.region_name or "us-east-1"
     sam_template = template if template is not None else load_template(template_path)
@@ -146,6 +146,12 @@ def deploy(
     for name, output in cfn.get("Outputs", {}).items():
         stack.outputs[name] = str(resolver.resolve(output["Value"]))
     return stack
+
+
+def resolve(stack: DeployedStack, value: Any) -> Any:
+    """A value of the transformed template with its intrinsic functions evaluated against this
+    deployment: the names and ARNs the resources were given."""
+    return _Resolver(stack, stack.region).resolve(value)
 
 
 def _parameter_values(template: dict[str, Any], given: Mapping[str, str]) -> dict[str, str]:
@@ -317,7 +323,18 @@ def _create_secret(
     stack.physical_ids[logical_id] = secret["ARN"]
 
 
+def _create_key(
+    session: boto3.session.Session, stack: DeployedStack, logical_id: str, props: dict[str, Any]
+) -> None:
+    # Nothing encrypts with it locally; it exists so that its ARN is a real key's, as IAM sees it.
+    key = session.client("kms").create_key(Description=props.get("Description", ""))
+    stack.physical_ids[logical_id] = key["KeyMetadata"]["KeyId"]
+    stack.attributes[(logical_id, "Arn")] = key["KeyMetadata"]["Arn"]
+    stack.attributes[(logical_id, "KeyId")] = key["KeyMetadata"]["KeyId"]
+
+
 _CREATORS: dict[str, Creator] = {
+    "AWS::KMS::Key": _create_key,
     "AWS::S3::Bucket": _create_bucket,
     "AWS::DynamoDB::Table": _create_table,
     "AWS::SNS::Topic": _create_topic,

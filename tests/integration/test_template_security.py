@@ -70,6 +70,8 @@ EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
         "s3:GetObjectVersion": {"bucket/${InputPrefix}*"},
         "s3:PutObject": {"bucket/results/*", "bucket/reports/*"},
         "s3:AbortMultipartUpload": {"bucket/results/*"},
+        # Only so that reading results/<name>/latest.json before it exists answers 404, not 403.
+        "s3:ListBucket": {"bucket"},
         "dynamodb:GetItem": {"JobsTable", "JobsTable/index/ActiveIndex"},
         "dynamodb:PutItem": {"JobsTable", "JobsTable/index/ActiveIndex"},
         "dynamodb:UpdateItem": {"JobsTable", "JobsTable/index/ActiveIndex"},
@@ -148,6 +150,8 @@ def label(cfn: Template, resource: Any) -> str:
         # Objects of this stack's bucket: the same name formula as the bucket itself.
         if text.startswith(f"{BUCKET_PREFIX}{name[0]}/") and variables == name[1]:
             return "bucket/" + text.removeprefix(f"{BUCKET_PREFIX}{name[0]}/")
+        if text == f"{BUCKET_PREFIX}{name[0]}" and variables == name[1]:
+            return "bucket"
     return json.dumps(resource, sort_keys=True)
 
 
