@@ -703,7 +703,7 @@ def _validation(section: dict[str, Any]) -> tuple[str, Path | None]:
 as they are read, so the child holds no file), against a child that builds only what validation
 kept before: a dict from each custom_id's 16-byte digest to its line number. Validation now
 finds duplicate custom_ids from sorted runs of at most 32 MiB spilled to the temporary directory
-(`batchdrop/duplicates.py`), so its memory stays flat whatever the request count; the submit
+(`domain/duplicate_ids.py`), so its memory stays flat whatever the request count; the submit
 function has 512 MB. Peak RSS (process) includes the interpreter and the imports.
 
 {chr(10).join(table)}
