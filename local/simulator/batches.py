@@ -28,19 +28,11 @@ from .lifecycle import (
     Timings,
     snapshot_at,
 )
-from .outputs import (
-    SUPPORTED_ENDPOINTS,
-    LineContext,
-    LineUsage,
-    client_error_body,
-    digest,
-    server_error_body,
-    success_body,
-)
+from .lines import NO_USAGE, LineContext, digest
+from .outputs import SUPPORTED_ENDPOINTS, client_error_body, server_error_body, success_body
 from .store import FileStore, IdFactory
 from .validation import InputScan, RequestLine, scan_input
 
-NO_USAGE = LineUsage(0, 0, 0, 0)
 COMPLETION_WINDOWS = {"24h": 86400}
 MAX_METADATA_PAIRS = 16
 MAX_METADATA_KEY = 64

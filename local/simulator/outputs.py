@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import base64
 import functools
-import hashlib
 import random
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
+
+from .lines import LineContext, LineUsage, digest
 
 SUPPORTED_ENDPOINTS = (
     "/v1/responses",
@@ -57,36 +57,6 @@ VOCABULARY = (
     *("writes", "a", "short", "reply", "deterministic", "output", "keeps", "tests"),
     *("stable", "while", "sizes", "stay", "realistic"),
 )
-
-
-@dataclass(frozen=True, slots=True)
-class LineContext:
-    """One request being answered: its body, its token usage and its per-line digest."""
-
-    body: dict[str, Any]
-    usage: LineUsage
-    key: str
-    created: int
-    custom_id: str
-
-    @property
-    def choices(self) -> int:
-        n = self.body.get("n")
-        return n if isinstance(n, int) and n > 0 else 1
-
-
-@dataclass(frozen=True, slots=True)
-class LineUsage:
-    input_tokens: int
-    cached_tokens: int
-    output_tokens: int
-    reasoning_tokens: int
-    inputs: int = 1  # embedding inputs in this request (OpenAI caps them per batch)
-
-
-def digest(*parts: object, size: int = 12) -> str:
-    joined = "\x1f".join(str(part) for part in parts).encode()
-    return hashlib.blake2b(joined, digest_size=size).hexdigest()
 
 
 def is_reasoning_model(model: str) -> bool:

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .outputs import DEFAULT_MODERATION_MODEL, LineUsage, estimate_usage
+from .lines import LineUsage
+from .outputs import DEFAULT_MODERATION_MODEL, estimate_usage
 
 MAX_REQUESTS = 50_000
 MAX_EMBEDDING_INPUTS = 50_000
