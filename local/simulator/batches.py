@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import random
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import accumulate
@@ -32,6 +32,7 @@ from .lines import NO_USAGE, LineContext, digest
 from .outputs import SUPPORTED_ENDPOINTS, client_error_body, server_error_body, success_body
 from .store import FileStore, IdFactory
 from .validation import InputScan, RequestLine, scan_input
+from .videos import DOWNLOAD_WINDOW, StoredVideo, VideoVault
 
 COMPLETION_WINDOWS = {"24h": 86400}
 MAX_METADATA_PAIRS = 16
@@ -195,8 +196,12 @@ class BatchBook:
         timings: Timings,
         outcomes: OutcomeQueue,
         seed: int,
+        videos: VideoVault | None = None,
+        picture_bytes: Callable[[], int | None] = lambda: None,
     ) -> None:
         self.files = files
+        self.videos = videos if videos is not None else VideoVault()
+        self.picture_bytes = picture_bytes
         self.ids = ids
         self.clock = clock
         self.timings = timings
@@ -404,7 +409,7 @@ class BatchBook:
                     created = started + position * int(self.timings.in_progress) // len(
                         record.order
                     )
-                    result = self._result_line(record, line, source, created)
+                    result = self._result_line(record, line, source, created, stamp)
                     if result["response"]["status_code"] == 200:
                         ok_out.write(json.dumps(result) + "\n")
                         written_ok += 1
@@ -424,7 +429,7 @@ class BatchBook:
         return self.files.add(path, f"{batch_id}_{kind}.jsonl", "batch_output", stamp).id
 
     def _result_line(
-        self, record: BatchRecord, line: RequestLine, source: Any, created: int
+        self, record: BatchRecord, line: RequestLine, source: Any, created: int, stamp: int
     ) -> dict[str, Any]:
         status = line_status(record.facts.outcome, line.custom_id)
         key = digest(self.seed, record.id, line.custom_id, size=16)
@@ -432,13 +437,23 @@ class BatchBook:
             source.seek(line.offset)
             body = json.loads(source.read(line.length))["body"]
             context = LineContext(body, line.usage, key, created, line.custom_id)
-            payload = success_body(record.endpoint, context)
+            payload = self._answer(record.endpoint, context, stamp)
         elif status == 400:
             payload = client_error_body(line.custom_id)
         else:
             payload = server_error_body()
         response = {"status_code": status, "request_id": f"req_{key}", "body": payload}
         return self._envelope(record, line, response, None)
+
+    def _answer(self, endpoint: str, line: LineContext, stamp: int) -> dict[str, Any]:
+        # A batch's videos can be downloaded for a day after the batch has ended.
+        until = stamp + DOWNLOAD_WINDOW
+        payload = success_body(
+            endpoint, line, picture_bytes=self.picture_bytes(), video_until=until
+        )
+        if endpoint == "/v1/videos":
+            self.videos.keep(StoredVideo(payload["id"], payload["seconds"], until))
+        return payload
 
     @staticmethod
     def _envelope(

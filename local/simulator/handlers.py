@@ -161,3 +161,10 @@ class Handlers:
 
     def cancel_batch(self, _request: SpoolingRequest, batch_id: str) -> Json:
         return self.batches.cancel(batch_id)
+
+    # -- Videos API (content of batch-made videos only) ----------------------------------
+
+    def video_content(self, request: SpoolingRequest, video_id: str) -> Response:
+        variant = request.args.get("variant", "video")
+        content, mimetype = self.batches.videos.download(video_id, variant, self.clock.now())
+        return Response(content, mimetype=mimetype)

@@ -16,6 +16,7 @@ from .handlers import Handlers
 from .lifecycle import OutcomeQueue, Timings
 from .server import LoopbackServer, SimulatorApp
 from .store import FileStore, IdFactory
+from .videos import content_bytes
 
 
 class LiveBatches(Mapping[str, dict[str, Any]]):
@@ -58,6 +59,9 @@ class BatchSimulator:
         # Bytes per second at which request bodies arrive, as over a link to OpenAI; None for
         # loopback speed. For benchmarks: the wait costs no CPU, as a network's does not.
         self.link_bytes_per_second: float | None = None
+        # About how many bytes each generated PNG takes (None: a tiny picture), for tests of
+        # large image result lines.
+        self.picture_bytes: int | None = None
         self.faults = FaultPlan()
         self.outcomes = OutcomeQueue()
         self.calls = CallLog()
@@ -74,7 +78,15 @@ class BatchSimulator:
         self._root = Path(tempfile.mkdtemp(prefix="openai-batch-sim-"))
         ids = IdFactory(self.seed)
         self._files = FileStore(self._root, ids, self.clock)
-        self._book = BatchBook(self._files, ids, self.clock, self.timings, self.outcomes, self.seed)
+        self._book = BatchBook(
+            self._files,
+            ids,
+            self.clock,
+            self.timings,
+            self.outcomes,
+            self.seed,
+            picture_bytes=lambda: self.picture_bytes,
+        )
         app = SimulatorApp(
             Handlers(self._files, self._book, self.clock),
             api_key=self.api_key,
@@ -141,6 +153,14 @@ class BatchSimulator:
 
     def file_bytes(self, file_id: str) -> bytes:
         return self._require(self._files).get(file_id).path.read_bytes()
+
+    def video_content(self, video_id: str, variant: str = "video") -> bytes:
+        """The bytes `GET /v1/videos/{video_id}/content` serves for a batch-made video (even
+        once its download window has closed), for tests to compare a download with."""
+        stored = self._require(self._book).videos.get(video_id)
+        if stored is None:
+            raise KeyError(video_id)
+        return content_bytes(video_id, variant, stored.seconds)
 
     def count(self, route: str) -> int:
         return self.calls.count(route)
