@@ -18,6 +18,7 @@ from typing import Any
 
 from . import errors
 from .clock import Clock
+from .expiry import checked_lifetime
 from .lifecycle import (
     CANCELLABLE,
     TERMINAL,
@@ -121,6 +122,7 @@ class BatchRecord:
     materialized: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
     validation: Future[Validated] | None = None  # the content check still under way, if any
+    output_lifetime: int | None = None  # `output_expires_after.seconds`, for the result files
 
     def settle(self) -> None:
         """Wait for the content check, then fill in what depends on it (under `lock`)."""
@@ -240,6 +242,9 @@ class BatchBook:
                 "invalid_value",
             )
         metadata = check_metadata(payload.get("metadata"))
+        output_lifetime = checked_lifetime(
+            payload.get("output_expires_after"), "output_expires_after"
+        )
         try:
             source = self.files.get(input_file_id)
         except errors.ApiError:
@@ -274,6 +279,7 @@ class BatchBook:
                 input_path=input_path,
                 order=[],
                 progress=Progress(),
+                output_lifetime=output_lifetime,
             )
             self._batches[batch_id] = record
         # OpenAI answers at once and reads the file while the batch is `validating`; so does
@@ -419,14 +425,17 @@ class BatchBook:
                     result = self._envelope(record, line, None, {"code": code, "message": message})
                 err_out.write(json.dumps(result) + "\n")
                 written_failed += 1
-        record.output_file_id = self._register(outputs, written_ok, record.id, "output", stamp)
-        record.error_file_id = self._register(failures, written_failed, record.id, "error", stamp)
+        record.output_file_id = self._register(outputs, written_ok, record, "output", stamp)
+        record.error_file_id = self._register(failures, written_failed, record, "error", stamp)
 
-    def _register(self, path: Path, lines: int, batch_id: str, kind: str, stamp: int) -> str | None:
+    def _register(
+        self, path: Path, lines: int, record: BatchRecord, kind: str, stamp: int
+    ) -> str | None:
         if not lines:
             path.unlink(missing_ok=True)
             return None
-        return self.files.add(path, f"{batch_id}_{kind}.jsonl", "batch_output", stamp).id
+        name = f"{record.id}_{kind}.jsonl"
+        return self.files.add(path, name, "batch_output", stamp, record.output_lifetime).id
 
     def _result_line(
         self, record: BatchRecord, line: RequestLine, source: Any, created: int, stamp: int
