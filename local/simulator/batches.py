@@ -198,11 +198,10 @@ class BatchBook:
         timings: Timings,
         outcomes: OutcomeQueue,
         seed: int,
-        videos: VideoVault | None = None,
         picture_bytes: Callable[[], int | None] = lambda: None,
     ) -> None:
         self.files = files
-        self.videos = videos if videos is not None else VideoVault()
+        self.videos = VideoVault()  # the videos its batches made
         self.picture_bytes = picture_bytes
         self.ids = ids
         self.clock = clock

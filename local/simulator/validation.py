@@ -158,7 +158,9 @@ def _check_routing(scan: InputScan, request: dict[str, Any], number: int, endpoi
 
 
 def _check_model(scan: InputScan, body: dict[str, Any], number: int, endpoint: str) -> bool:
-    model = body.get("model", DEFAULT_MODELS.get(endpoint))
+    model = body.get("model")
+    if model is None:
+        model = DEFAULT_MODELS.get(endpoint)
     if not isinstance(model, str) or not model:
         scan.reject(
             "missing_required_parameter",
