@@ -1,4 +1,5 @@
-"""A faithful local OpenAI Batch API (Files, Uploads, Batches) on a loopback HTTP server."""
+"""A faithful local OpenAI Batch API (Files, Uploads, Batches, and the content of the videos
+batches make) on a loopback HTTP server."""
 
 from .clock import Clock, ManualClock, ScaledClock
 from .lifecycle import Timings

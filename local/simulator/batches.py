@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import random
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import accumulate
@@ -18,6 +18,7 @@ from typing import Any
 
 from . import errors
 from .clock import Clock
+from .expiry import checked_lifetime
 from .lifecycle import (
     CANCELLABLE,
     TERMINAL,
@@ -28,19 +29,12 @@ from .lifecycle import (
     Timings,
     snapshot_at,
 )
-from .outputs import (
-    SUPPORTED_ENDPOINTS,
-    LineContext,
-    LineUsage,
-    client_error_body,
-    digest,
-    server_error_body,
-    success_body,
-)
+from .lines import NO_USAGE, LineContext, digest
+from .outputs import SUPPORTED_ENDPOINTS, client_error_body, server_error_body, success_body
 from .store import FileStore, IdFactory, StoredFile
 from .validation import InputScan, RequestLine, scan_input
+from .videos import DOWNLOAD_WINDOW, StoredVideo, VideoVault
 
-NO_USAGE = LineUsage(0, 0, 0, 0)
 COMPLETION_WINDOWS = {"24h": 86400}
 MAX_METADATA_PAIRS = 16
 MAX_METADATA_KEY = 64
@@ -128,6 +122,7 @@ class BatchRecord:
     materialized: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
     validation: Future[Validated] | None = None  # the content check still under way, if any
+    output_lifetime: int | None = None  # `output_expires_after.seconds`, for the result files
 
     def settle(self) -> None:
         """Wait for the content check, then fill in what depends on it (under `lock`)."""
@@ -203,8 +198,11 @@ class BatchBook:
         timings: Timings,
         outcomes: OutcomeQueue,
         seed: int,
+        picture_bytes: Callable[[], int | None] = lambda: None,
     ) -> None:
         self.files = files
+        self.videos = VideoVault()  # the videos its batches made
+        self.picture_bytes = picture_bytes
         self.ids = ids
         self.clock = clock
         self.timings = timings
@@ -222,6 +220,9 @@ class BatchBook:
     def create(self, payload: dict[str, Any]) -> BatchRecord:
         input_file_id, endpoint, window = _create_parameters(payload)
         metadata = check_metadata(payload.get("metadata"))
+        output_lifetime = checked_lifetime(
+            payload.get("output_expires_after"), "output_expires_after"
+        )
         source = self._batch_input(input_file_id)
 
         batch_id = self.ids.batch()
@@ -243,6 +244,7 @@ class BatchBook:
                 input_path=input_path,
                 order=[],
                 progress=Progress(),
+                output_lifetime=output_lifetime,
             )
             self._batches[batch_id] = record
         # OpenAI answers at once and reads the file while the batch is `validating`; so does
@@ -394,7 +396,7 @@ class BatchBook:
                     created = started + position * int(self.timings.in_progress) // len(
                         record.order
                     )
-                    result = self._result_line(record, line, source, created)
+                    result = self._result_line(record, line, source, created, stamp)
                     if result["response"]["status_code"] == 200:
                         ok_out.write(json.dumps(result) + "\n")
                         written_ok += 1
@@ -404,17 +406,20 @@ class BatchBook:
                     result = self._envelope(record, line, None, {"code": code, "message": message})
                 err_out.write(json.dumps(result) + "\n")
                 written_failed += 1
-        record.output_file_id = self._register(outputs, written_ok, record.id, "output", stamp)
-        record.error_file_id = self._register(failures, written_failed, record.id, "error", stamp)
+        record.output_file_id = self._register(outputs, written_ok, record, "output", stamp)
+        record.error_file_id = self._register(failures, written_failed, record, "error", stamp)
 
-    def _register(self, path: Path, lines: int, batch_id: str, kind: str, stamp: int) -> str | None:
+    def _register(
+        self, path: Path, lines: int, record: BatchRecord, kind: str, stamp: int
+    ) -> str | None:
         if not lines:
             path.unlink(missing_ok=True)
             return None
-        return self.files.add(path, f"{batch_id}_{kind}.jsonl", "batch_output", stamp).id
+        name = f"{record.id}_{kind}.jsonl"
+        return self.files.add(path, name, "batch_output", stamp, record.output_lifetime).id
 
     def _result_line(
-        self, record: BatchRecord, line: RequestLine, source: Any, created: int
+        self, record: BatchRecord, line: RequestLine, source: Any, created: int, stamp: int
     ) -> dict[str, Any]:
         status = line_status(record.facts.outcome, line.custom_id)
         key = digest(self.seed, record.id, line.custom_id, size=16)
@@ -422,13 +427,23 @@ class BatchBook:
             source.seek(line.offset)
             body = json.loads(source.read(line.length))["body"]
             context = LineContext(body, line.usage, key, created, line.custom_id)
-            payload = success_body(record.endpoint, context)
+            payload = self._answer(record.endpoint, context, stamp)
         elif status == 400:
             payload = client_error_body(line.custom_id)
         else:
             payload = server_error_body()
         response = {"status_code": status, "request_id": f"req_{key}", "body": payload}
         return self._envelope(record, line, response, None)
+
+    def _answer(self, endpoint: str, line: LineContext, stamp: int) -> dict[str, Any]:
+        # A batch's videos can be downloaded for a day after the batch has ended.
+        until = stamp + DOWNLOAD_WINDOW
+        payload = success_body(
+            endpoint, line, picture_bytes=self.picture_bytes(), video_until=until
+        )
+        if endpoint == "/v1/videos":
+            self.videos.keep(StoredVideo(payload["id"], payload["seconds"], until))
+        return payload
 
     @staticmethod
     def _envelope(

@@ -12,6 +12,7 @@ from werkzeug.wsgi import wrap_file
 from . import errors
 from .batches import BatchBook
 from .clock import Clock
+from .expiry import checked_lifetime, form_policy
 from .multipart import SpoolingRequest
 from .store import MAX_FILE_BYTES, FileStore, check_purpose
 
@@ -80,13 +81,14 @@ class Handlers:
             raise errors.invalid_request("Missing required parameter: 'file'.", "file")
         path, filename = spooled
         purpose = check_purpose(request.form.get("purpose"), filename)
+        lifetime = checked_lifetime(form_policy(request.form), "expires_after")
         if path.stat().st_size > MAX_FILE_BYTES:
             raise errors.invalid_request(
                 f"File is too large. Individual files can be up to {MAX_FILE_BYTES} bytes "
                 "(512 MB).",
                 "file",
             )
-        return self.files.add(path, filename, purpose).to_json()
+        return self.files.add(path, filename, purpose, lifetime=lifetime).to_json()
 
     def list_files(self, request: SpoolingRequest) -> Json:
         purpose = request.args.get("purpose")
@@ -125,6 +127,7 @@ class Handlers:
             payload.get("filename"),
             payload.get("mime_type"),
             payload.get("purpose"),
+            checked_lifetime(payload.get("expires_after"), "expires_after"),
         )
         return upload.to_json(self.clock.now())
 
@@ -161,3 +164,10 @@ class Handlers:
 
     def cancel_batch(self, _request: SpoolingRequest, batch_id: str) -> Json:
         return self.batches.cancel(batch_id)
+
+    # -- Videos API (content of batch-made videos only) ----------------------------------
+
+    def video_content(self, request: SpoolingRequest, video_id: str) -> Response:
+        variant = request.args.get("variant", "video")
+        content, mimetype = self.batches.videos.download(video_id, variant, self.clock.now())
+        return Response(content, mimetype=mimetype)

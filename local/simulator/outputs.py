@@ -8,22 +8,30 @@ from __future__ import annotations
 
 import base64
 import functools
-import hashlib
 import random
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
+from . import images, videos
+from .lines import NO_USAGE, LineContext, LineUsage, digest
+
+# The eight values of the SDK's `batches.create(endpoint=...)` Literal.
 SUPPORTED_ENDPOINTS = (
     "/v1/responses",
     "/v1/chat/completions",
     "/v1/embeddings",
     "/v1/completions",
     "/v1/moderations",
+    "/v1/images/generations",
+    "/v1/images/edits",
+    "/v1/videos",
 )
 GENERATIVE_ENDPOINTS = frozenset({"/v1/responses", "/v1/chat/completions", "/v1/completions"})
+IMAGE_ENDPOINTS = frozenset({"/v1/images/generations", "/v1/images/edits"})
 DEFAULT_MODERATION_MODEL = "omni-moderation-latest"
+# The model a line may leave out, where the endpoint has a default.
+DEFAULT_MODELS = {"/v1/moderations": DEFAULT_MODERATION_MODEL, "/v1/videos": videos.DEFAULT_MODEL}
 DEFAULT_OUTPUT_CAP = 4096
 CHARS_PER_TOKEN = 4
 REASONING_MODEL_PREFIXES = ("o1", "o3", "o4", "gpt-5")
@@ -59,36 +67,6 @@ VOCABULARY = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class LineContext:
-    """One request being answered: its body, its token usage and its per-line digest."""
-
-    body: dict[str, Any]
-    usage: LineUsage
-    key: str
-    created: int
-    custom_id: str
-
-    @property
-    def choices(self) -> int:
-        n = self.body.get("n")
-        return n if isinstance(n, int) and n > 0 else 1
-
-
-@dataclass(frozen=True, slots=True)
-class LineUsage:
-    input_tokens: int
-    cached_tokens: int
-    output_tokens: int
-    reasoning_tokens: int
-    inputs: int = 1  # embedding inputs in this request (OpenAI caps them per batch)
-
-
-def digest(*parts: object, size: int = 12) -> str:
-    joined = "\x1f".join(str(part) for part in parts).encode()
-    return hashlib.blake2b(joined, digest_size=size).hexdigest()
-
-
 def is_reasoning_model(model: str) -> bool:
     return model.startswith(REASONING_MODEL_PREFIXES)
 
@@ -108,11 +86,15 @@ def output_cap(body: dict[str, Any]) -> int:
 
 
 def estimate_usage(endpoint: str, body: dict[str, Any], size: int) -> LineUsage:
-    """Token counts derived from the request size (about four bytes per token)."""
+    """The tokens a line's answer reports as `usage` (about four bytes of request per input
+    token), which the batch's `usage` sums. Moderations and videos report none."""
     input_tokens = max(1, size // CHARS_PER_TOKEN)
+    if endpoint in IMAGE_ENDPOINTS:
+        return images.image_usage(body).line_usage()
+    if endpoint == "/v1/embeddings":
+        return LineUsage(input_tokens, 0, 0, 0, count_embedding_inputs(body.get("input")))
     if endpoint not in GENERATIVE_ENDPOINTS:
-        inputs = count_embedding_inputs(body.get("input")) if endpoint == "/v1/embeddings" else 1
-        return LineUsage(input_tokens, 0, 0, 0, inputs)
+        return NO_USAGE
     # Prompt caching only applies from 1024 tokens, in 128-token increments.
     cached = (input_tokens // 2 // 128) * 128 if input_tokens >= 1024 else 0
     n = body.get("n")
@@ -335,7 +317,15 @@ _BUILDERS: dict[str, Callable[[LineContext], dict[str, Any]]] = {
 }
 
 
-def success_body(endpoint: str, line: LineContext) -> dict[str, Any]:
+def success_body(
+    endpoint: str, line: LineContext, *, picture_bytes: int | None = None, video_until: int = 0
+) -> dict[str, Any]:
+    """The answer to one request; `picture_bytes` sizes images, `video_until` is when a video's
+    content stops being downloadable."""
+    if endpoint in IMAGE_ENDPOINTS:
+        return images.images_response(line, picture_bytes)
+    if endpoint == "/v1/videos":
+        return videos.video_object(line, video_until)
     return _BUILDERS[endpoint](line)
 
 

@@ -44,6 +44,7 @@ ROUTES = (
     ("GET", "/v1/batches", "list_batches"),
     ("GET", "/v1/batches/{batch_id}", "retrieve_batch"),
     ("POST", "/v1/batches/{batch_id}/cancel", "cancel_batch"),
+    ("GET", "/v1/videos/{video_id}/content", "video_content"),
 )
 
 

@@ -11,11 +11,12 @@ from typing import Any, Self
 
 from .batches import BatchBook
 from .clock import Clock, ManualClock
-from .faults import CallLog, FaultPlan
+from .faults import CallLog, Fault, FaultPlan
 from .handlers import Handlers
 from .lifecycle import OutcomeQueue, Timings
 from .server import LoopbackServer, SimulatorApp
 from .store import FileStore, IdFactory
+from .videos import content_bytes
 
 
 class LiveBatches(Mapping[str, dict[str, Any]]):
@@ -58,6 +59,9 @@ class BatchSimulator:
         # Bytes per second at which request bodies arrive, as over a link to OpenAI; None for
         # loopback speed. For benchmarks: the wait costs no CPU, as a network's does not.
         self.link_bytes_per_second: float | None = None
+        # About how many bytes each generated PNG takes (None: a tiny picture), for tests of
+        # large image result lines.
+        self.picture_bytes: int | None = None
         self.faults = FaultPlan()
         self.outcomes = OutcomeQueue()
         self.calls = CallLog()
@@ -74,7 +78,15 @@ class BatchSimulator:
         self._root = Path(tempfile.mkdtemp(prefix="openai-batch-sim-"))
         ids = IdFactory(self.seed)
         self._files = FileStore(self._root, ids, self.clock)
-        self._book = BatchBook(self._files, ids, self.clock, self.timings, self.outcomes, self.seed)
+        self._book = BatchBook(
+            self._files,
+            ids,
+            self.clock,
+            self.timings,
+            self.outcomes,
+            self.seed,
+            picture_bytes=lambda: self.picture_bytes,
+        )
         app = SimulatorApp(
             Handlers(self._files, self._book, self.clock),
             api_key=self.api_key,
@@ -135,12 +147,46 @@ class BatchSimulator:
         """Let a stuck_validating / stuck_finalizing batch carry on from now."""
         self._require(self._book).release(batch_id)
 
-    def file_ids(self, purpose: str = "batch") -> list[str]:
-        """The stored files uploaded with `purpose` (batch outputs are "batch_output")."""
-        return [f.id for f in self._require(self._files).all() if f.purpose == purpose]
+    def file_ids(self, purpose: str | None = "batch") -> list[str]:
+        """The files that exist now (neither deleted nor expired) with `purpose` (batch outputs
+        are "batch_output"; None: every purpose)."""
+        files = self._require(self._files).all()
+        return [f.id for f in files if purpose is None or f.purpose == purpose]
+
+    def has_file(self, file_id: str) -> bool:
+        """Whether the file exists now: not deleted, not expired."""
+        return file_id in self.file_ids(purpose=None)
+
+    def files_of(self, batch_id: str) -> list[str]:
+        """Which of the batch's input, output and error files still exist."""
+        batch = self.batches[batch_id]
+        named = (batch["input_file_id"], batch["output_file_id"], batch["error_file_id"])
+        return [file_id for file_id in named if file_id is not None and self.has_file(file_id)]
+
+    def deleted_file_ids(self) -> list[str]:
+        """The files deleted through `DELETE /v1/files/{file_id}`, in the order of deletion."""
+        return list(self._require(self._files).deleted)
+
+    def fail_deletes(self, times: int = 1, kind: str = "500", file_id: str | None = None) -> Fault:
+        """Make the next `times` file deletes (of `file_id` only, if given) fail with `kind`
+        (a 5xx, "429" or "drop"); the failed calls delete nothing."""
+        where = {"file_id": file_id} if file_id is not None else None
+        return self.faults.inject("DELETE /v1/files/{file_id}", kind, times, where=where)
 
     def file_bytes(self, file_id: str) -> bytes:
         return self._require(self._files).get(file_id).path.read_bytes()
+
+    def batch_input_bytes(self, batch_id: str) -> bytes:
+        """The input the batch read, even once its input file has been deleted or expired."""
+        return self._require(self._book).get(batch_id).input_path.read_bytes()
+
+    def video_content(self, video_id: str, variant: str = "video") -> bytes:
+        """The bytes `GET /v1/videos/{video_id}/content` serves for a batch-made video (even
+        once its download window has closed), for tests to compare a download with."""
+        stored = self._require(self._book).videos.get(video_id)
+        if stored is None:
+            raise KeyError(video_id)
+        return content_bytes(video_id, variant, stored.seconds)
 
     def count(self, route: str) -> int:
         return self.calls.count(route)

@@ -62,6 +62,10 @@ class StoredFile:
     path: Path
     expires_at: int | None = None
 
+    def is_live(self, now: float) -> bool:
+        """An expired file is gone, as a deleted one is."""
+        return self.expires_at is None or now < self.expires_at
+
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -105,6 +109,7 @@ class Upload:
     status: str = "pending"
     parts: dict[str, UploadPart] = field(default_factory=dict)
     file: StoredFile | None = None
+    file_lifetime: int | None = None  # from `expires_after`, for the File it completes into
 
     def status_at(self, now: float) -> str:
         if self.status == "pending" and now >= self.expires_at:
@@ -146,6 +151,7 @@ class FileStore:
         self._uploads: dict[str, Upload] = {}
         self._lock = threading.Lock()
         self._scratch = 0
+        self.deleted: list[str] = []  # ids of deleted files, in the order of their deletion
 
     def scratch_path(self, label: str) -> Path:
         """A fresh path inside the store's directory, for content about to be added."""
@@ -156,14 +162,22 @@ class FileStore:
     # -- files ---------------------------------------------------------------------------
 
     def add(
-        self, content: Path, filename: str, purpose: str, created_at: int | None = None
+        self,
+        content: Path,
+        filename: str,
+        purpose: str,
+        created_at: int | None = None,
+        lifetime: int | None = None,
     ) -> StoredFile:
-        """Take ownership of `content` (moved into place) and register it as a File."""
+        """Take ownership of `content` (moved into place) and register it as a File that
+        expires `lifetime` seconds after its creation (None: OpenAI's default for `purpose`)."""
         file_id = self.ids.file()
         path = self.root / file_id
         content.replace(path)
         created = int(self.clock.now()) if created_at is None else created_at
-        expires = created + BATCH_FILE_LIFETIME if purpose.startswith("batch") else None
+        if lifetime is None and purpose.startswith("batch"):
+            lifetime = BATCH_FILE_LIFETIME
+        expires = None if lifetime is None else created + lifetime
         stored = StoredFile(file_id, filename, purpose, path.stat().st_size, created, path, expires)
         with self._lock:
             self._files[file_id] = stored
@@ -172,27 +186,37 @@ class FileStore:
     def get(self, file_id: str) -> StoredFile:
         with self._lock:
             stored = self._files.get(file_id)
-        if stored is None:
+        if stored is None or not stored.is_live(self.clock.now()):
             raise errors.not_found(f"No such File object: {file_id}", param="id")
         return stored
 
     def delete(self, file_id: str) -> StoredFile:
+        now = self.clock.now()
         with self._lock:
-            stored = self._files.pop(file_id, None)
-        if stored is None:
-            raise errors.not_found(f"No such File object: {file_id}", param="id")
+            stored = self._files.get(file_id)
+            if stored is None or not stored.is_live(now):
+                raise errors.not_found(f"No such File object: {file_id}", param="id")
+            del self._files[file_id]
+            self.deleted.append(file_id)
         # A batch that still needs the bytes holds its own hard link, so unlinking is safe.
         stored.path.unlink(missing_ok=True)
         return stored
 
     def all(self) -> list[StoredFile]:
+        """The files that exist now: neither deleted nor expired."""
+        now = self.clock.now()
         with self._lock:
-            return list(self._files.values())
+            return [stored for stored in self._files.values() if stored.is_live(now)]
 
     # -- uploads -------------------------------------------------------------------------
 
     def create_upload(
-        self, total: object, filename: object, mime_type: object, purpose: object
+        self,
+        total: object,
+        filename: object,
+        mime_type: object,
+        purpose: object,
+        file_lifetime: int | None = None,
     ) -> Upload:
         if not isinstance(filename, str) or not filename:
             raise errors.invalid_request("Missing required parameter: 'filename'.", "filename")
@@ -213,6 +237,7 @@ class FileStore:
         upload = Upload(
             self.ids.upload(), total, filename, mime_type, checked, now, now + UPLOAD_LIFETIME
         )
+        upload.file_lifetime = file_lifetime
         with self._lock:
             self._uploads[upload.id] = upload
         return upload
@@ -284,7 +309,9 @@ class FileStore:
         except BaseException:
             upload.status = "pending"
             raise
-        upload.file = self.add(joined, upload.filename, upload.purpose)
+        upload.file = self.add(
+            joined, upload.filename, upload.purpose, lifetime=upload.file_lifetime
+        )
         upload.status = "completed"
         self._discard_parts(upload)
         return upload

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .outputs import DEFAULT_MODERATION_MODEL, LineUsage, estimate_usage
+from .body_rules import body_problems
+from .lines import LineUsage
+from .outputs import DEFAULT_MODELS, estimate_usage
 
 MAX_REQUESTS = 50_000
 MAX_EMBEDDING_INPUTS = 50_000
@@ -111,7 +113,8 @@ def _check_line(
             "custom_id",
         )
     single_model = _check_model(scan, body, number, endpoint)
-    return (custom_id, body) if routed and unique and single_model else None
+    sound_body = _check_body(scan, body, number, endpoint)
+    return (custom_id, body) if routed and unique and single_model and sound_body else None
 
 
 def _parse_request(scan: InputScan, raw: bytes, number: int) -> dict[str, Any] | None:
@@ -156,8 +159,8 @@ def _check_routing(scan: InputScan, request: dict[str, Any], number: int, endpoi
 
 def _check_model(scan: InputScan, body: dict[str, Any], number: int, endpoint: str) -> bool:
     model = body.get("model")
-    if model is None and endpoint == "/v1/moderations":
-        model = DEFAULT_MODERATION_MODEL
+    if model is None:
+        model = DEFAULT_MODELS.get(endpoint)
     if not isinstance(model, str) or not model:
         scan.reject(
             "missing_required_parameter",
@@ -178,3 +181,10 @@ def _check_model(scan: InputScan, body: dict[str, Any], number: int, endpoint: s
         )
         return False
     return True
+
+
+def _check_body(scan: InputScan, body: dict[str, Any], number: int, endpoint: str) -> bool:
+    problems = body_problems(endpoint, body)
+    for problem in problems:
+        scan.reject(problem.code, problem.message, number, f"body.{problem.param}")
+    return not problems

@@ -17,6 +17,9 @@ Endpoint = Literal[
     "/v1/embeddings",
     "/v1/completions",
     "/v1/moderations",
+    "/v1/images/generations",
+    "/v1/images/edits",
+    "/v1/videos",
 ]
 CHAT: Final = "/v1/chat/completions"
 MODEL = "gpt-4o-mini"
@@ -38,6 +41,12 @@ def line_for(endpoint: str, custom_id: str, model: str) -> dict[str, Any]:
         "/v1/embeddings": {"input": ["first text", "second text"]},
         "/v1/completions": {"prompt": "Say hi"},
         "/v1/moderations": {"input": "a harmless sentence"},
+        "/v1/images/generations": {"prompt": "A lighthouse at dusk", "size": "1536x1024"},
+        "/v1/images/edits": {
+            "prompt": "Add a red scarf",
+            "images": [{"file_id": "file-portrait"}, {"image_url": "https://example.com/a.png"}],
+        },
+        "/v1/videos": {"prompt": "A paper boat on a pond", "seconds": "8"},
     }
     body = {"model": model, **bodies[endpoint]}
     return {"custom_id": custom_id, "method": "POST", "url": endpoint, "body": body}

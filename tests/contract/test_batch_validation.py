@@ -77,7 +77,7 @@ def test_input_over_200_mb_is_rejected(sim: BatchSimulator, client: OpenAI) -> N
 @pytest.mark.parametrize(
     ("changes", "param"),
     [
-        ({"endpoint": "/v1/images/generations"}, "endpoint"),
+        ({"endpoint": "/v1/audio/speech"}, "endpoint"),
         ({"completion_window": "1h"}, "completion_window"),
         ({"metadata": {f"k{i}": "v" for i in range(17)}}, "metadata"),
         ({"metadata": {"k" * 65: "v"}}, "metadata"),
@@ -119,3 +119,30 @@ def test_missing_input_file_is_404_and_wrong_purpose_is_400(client: OpenAI) -> N
     assert other is not None
     with pytest.raises(openai.BadRequestError, match="purpose 'batch'"):
         client.batches.create(input_file_id=other.id, endpoint=CHAT, completion_window="24h")
+
+
+def test_metadata_comes_back_unchanged_unicode_included(client: OpenAI) -> None:
+    input_file = upload(client, jsonl([chat_line("a")]))
+    metadata = {"customer_id": "user_123", "batch_description": "Nächtlicher Lauf — 夜間 🌙"}
+
+    created = client.batches.create(
+        input_file_id=input_file.id, endpoint=CHAT, completion_window="24h", metadata=metadata
+    )
+
+    assert created.metadata == metadata
+    assert client.batches.retrieve(created.id).metadata == metadata
+    assert client.batches.list().data[0].metadata == metadata
+
+
+def test_a_metadata_value_must_be_a_string(client: OpenAI) -> None:
+    input_file = upload(client, jsonl([chat_line("a")]))
+
+    with pytest.raises(openai.BadRequestError) as rejected:
+        client.batches.create(
+            input_file_id=input_file.id,
+            endpoint=CHAT,
+            completion_window="24h",
+            metadata={"count": 3},  # type: ignore[dict-item]
+        )
+
+    assert (rejected.value.body["param"], rejected.value.code) == ("metadata.count", "invalid_type")  # type: ignore[index]

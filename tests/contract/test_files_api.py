@@ -10,7 +10,7 @@ from openai import OpenAI
 
 from local.simulator import BatchSimulator
 
-from .batch_inputs import chat_line, jsonl, upload
+from .batch_inputs import chat_line, finish, jsonl, submit, upload
 
 
 def test_upload_retrieve_download_round_trip(sim: BatchSimulator, client: OpenAI) -> None:
@@ -76,3 +76,37 @@ def test_list_files_newest_first_and_filtered_by_purpose(
 
     assert [f.id for f in listed.data] == [second.id, first.id]
     assert client.files.list(purpose="fine-tune").data == []
+
+
+def test_a_failed_delete_deletes_nothing_and_the_next_one_succeeds(
+    sim: BatchSimulator, client: OpenAI
+) -> None:
+    kept, other = upload(client, jsonl([chat_line("a")])), upload(client, jsonl([chat_line("b")]))
+    sim.fail_deletes(times=2, kind="503", file_id=kept.id)
+
+    for _ in range(2):
+        with pytest.raises(openai.InternalServerError):
+            client.files.delete(kept.id)
+    assert client.files.delete(other.id).deleted  # only the named file's deletes fail
+    assert sim.has_file(kept.id)
+    deleted = client.files.delete(kept.id)
+
+    assert (deleted.id, deleted.deleted) == (kept.id, True)
+    assert sim.deleted_file_ids() == [other.id, kept.id]
+    assert sim.file_ids(purpose=None) == []
+    assert sim.count("DELETE /v1/files/{file_id}") == 2
+
+
+def test_the_simulator_reports_which_of_a_batchs_files_remain(
+    sim: BatchSimulator, client: OpenAI
+) -> None:
+    batch = submit(client, [chat_line("ok"), chat_line("fail-1")])
+    done = finish(sim, client, batch)
+    named = [done.input_file_id, done.output_file_id, done.error_file_id]
+    assert sim.files_of(batch.id) == named
+
+    for file_id in named:
+        client.files.delete(file_id or "")
+
+    assert sim.files_of(batch.id) == []
+    assert sim.batch_input_bytes(batch.id) == jsonl([chat_line("ok"), chat_line("fail-1")])
