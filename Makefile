@@ -46,8 +46,10 @@ lint: $(VENV)/.installed ## ruff lint and format check, and the layer's import c
 	$(BIN)/ruff format --check .
 	PYTHONPATH=layers/batchdrop $(BIN)/lint-imports --no-logo --no-cache
 
-typecheck: $(VENV)/.installed ## mypy --strict on the layer, the handlers and the local stack
-	$(BIN)/mypy layers/batchdrop/batchdrop functions/submit/app.py functions/poll/app.py local
+# The unit tests' fakes are checked too: that is what holds them to the ports they stand in for.
+typecheck: $(VENV)/.installed ## mypy --strict on the layer, the handlers, the local stack, the fakes
+	$(BIN)/mypy layers/batchdrop/batchdrop functions/submit/app.py functions/poll/app.py local \
+	  tests/unit/fakes
 
 cfn-lint: $(VENV)/.installed ## cfn-lint template.yaml
 	$(BIN)/cfn-lint template.yaml
