@@ -66,8 +66,12 @@ checkov: $(CHECKOV_VENV)/.installed ## checkov on template.yaml (zero failed che
 	$(CHECKOV_VENV)/bin/checkov -f template.yaml --framework cloudformation --skip-download --quiet --compact
 
 # The few unit tests marked slow (large inputs) run in `make test`, not on every `make unit`.
+# Bytecode is cached even where the environment says not to (PYTHONDONTWRITEBYTECODE): compiling
+# the code and rewriting the tests' asserts afresh would add seconds to every run. The spill
+# tests write thousands of small files, kept in memory (tmpfs) where the system has one.
+UNIT_TMPDIR := $(or $(wildcard /dev/shm),$(TMPDIR),/tmp)
 unit: $(VENV)/.installed ## unit tests (fast: not those marked slow)
-	$(BIN)/pytest tests/unit -m "not slow"
+	PYTHONDONTWRITEBYTECODE= TMPDIR=$(UNIT_TMPDIR) $(BIN)/pytest tests/unit -m "not slow"
 
 integration: $(VENV)/.installed ## moto + simulator tests
 	$(BIN)/pytest tests/integration

@@ -64,10 +64,10 @@ class FakeJobStore:
 
     def job(self, job_id: str) -> Item:
         """The job as stored (a copy), for assertions."""
-        return copy.deepcopy(self._items[_key(job_key(job_id))])
+        return _copy(self._items[_key(job_key(job_id))])
 
     def part(self, job_id: str, index: int) -> Item:
-        return copy.deepcopy(self._items[_key(batch_key(job_id, index))])
+        return _copy(self._items[_key(batch_key(job_id, index))])
 
     def _hook(self, method: str, *args: Any, **kwargs: Any) -> None:
         hooks = self._hooks.get(method)
@@ -93,7 +93,7 @@ class FakeJobStore:
         self._hook("get_job", job_id)
         with self._lock:
             item = self._items.get(_key(job_key(job_id)))
-            return _job(copy.deepcopy(item)) if item is not None else None
+            return _job(_copy(item)) if item is not None else None
 
     def update_job(
         self,
@@ -261,7 +261,7 @@ class FakeJobStore:
         pk = f"JOB#{job_id}"
         with self._lock:
             return [
-                _batch(copy.deepcopy(item))
+                _batch(_copy(item))
                 for (item_pk, sk), item in sorted(self._items.items())
                 if item_pk == pk and sk.startswith("BATCH#")
             ]
@@ -366,7 +366,7 @@ class FakeJobStore:
                 (item for item in self._items.values() if item.get("active_pk") == partition),
                 key=lambda item: str(item["active_sk"]),
             )
-            found = copy.deepcopy(listed)
+            found = [_copy(item) for item in listed]
         yield from found
 
     def _put(self, item: Item, condition: Condition, method: str) -> None:
@@ -406,7 +406,7 @@ class FakeJobStore:
                 item[counter] = int(item.get(counter, 0)) + 1
             self._items[at] = item
             self.writes.append(method)
-            return copy.deepcopy(item)
+            return _copy(item)
 
 
 def _job(item: Item) -> JobRecord:
@@ -446,4 +446,22 @@ def _stored(value: Any) -> Any:
         return [_stored(v) for v in value]
     if isinstance(value, set | frozenset):
         return set(value)
+    return copy.deepcopy(value)
+
+
+def _copy(item: Item) -> Item:
+    """A stored item as a read hands it out: the caller's own, sharing nothing with the store.
+    (What `_stored` keeps is dicts, lists, sets and immutable scalars: quicker than deepcopy.)"""
+    return {field: _copied(value) for field, value in item.items()}
+
+
+def _copied(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copied(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copied(v) for v in value]
+    if isinstance(value, set):
+        return set(value)
+    if value is None or isinstance(value, str | int | float):
+        return value
     return copy.deepcopy(value)
