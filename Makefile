@@ -47,7 +47,7 @@ lint: $(VENV)/.installed ## ruff lint and format check, and the layer's import c
 	PYTHONPATH=layers/batchdrop $(BIN)/lint-imports --no-logo --no-cache
 
 # The unit tests' fakes are checked too: that is what holds them to the ports they stand in for.
-typecheck: $(VENV)/.installed ## mypy --strict on the layer, the handlers, the local stack, the fakes
+typecheck: $(VENV)/.installed ## mypy --strict: the layer, the handlers, the local stack, the fakes
 	$(BIN)/mypy layers/batchdrop/batchdrop functions/submit/app.py functions/poll/app.py local \
 	  tests/unit/fakes
 
@@ -65,7 +65,7 @@ sam-build: $(SAM_VENV)/.installed ## sam build (layer and both functions)
 checkov: $(CHECKOV_VENV)/.installed ## checkov on template.yaml (zero failed checks)
 	$(CHECKOV_VENV)/bin/checkov -f template.yaml --framework cloudformation --skip-download --quiet --compact
 
-# The few unit tests marked slow (large inputs) run in `make test`, not on every `make unit`.
+# The few unit tests marked slow (large inputs, a subprocess) run in `make test`, not `make unit`.
 # Bytecode is cached even where the environment says not to (PYTHONDONTWRITEBYTECODE): compiling
 # the code and rewriting the tests' asserts afresh would add seconds to every run. The spill
 # tests write thousands of small files, kept in memory (tmpfs) where the system has one.
