@@ -131,7 +131,6 @@ class FakeObjectStore:
     def writer(self, bucket: str, key: str, *, create_only: bool = False) -> Iterator[Writable]:
         """The object is written when the block ends (refused then if create-only and there
         already), and not at all if the block raises."""
-        self._maybe_fail("writer")
         sink = BytesIO()
         yield sink
         self._write(bucket, key, sink.getvalue(), create_only=create_only)

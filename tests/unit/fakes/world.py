@@ -48,7 +48,7 @@ def plenty_of_time() -> float:
 class Options:
     """The settings the use cases take, at the template's defaults unless a test says."""
 
-    limits: Limits = DEFAULT_LIMITS
+    limits: Limits = DEFAULT_LIMITS  # OpenAI's, and no cap on the whole file
     resubmit_unfinished: bool = False
     stuck_after_seconds: int = 120 * 60
     finish_attempts_before_attention: int = 5
