@@ -46,8 +46,10 @@ lint: $(VENV)/.installed ## ruff lint and format check, and the layer's import c
 	$(BIN)/ruff format --check .
 	PYTHONPATH=layers/batchdrop $(BIN)/lint-imports --no-logo --no-cache
 
-typecheck: $(VENV)/.installed ## mypy --strict on the layer, the handlers and the local stack
-	$(BIN)/mypy layers/batchdrop/batchdrop functions/submit/app.py functions/poll/app.py local
+# The unit tests' fakes are checked too: that is what holds them to the ports they stand in for.
+typecheck: $(VENV)/.installed ## mypy --strict: the layer, the handlers, the local stack, the fakes
+	$(BIN)/mypy layers/batchdrop/batchdrop functions/submit/app.py functions/poll/app.py local \
+	  tests/unit/fakes
 
 cfn-lint: $(VENV)/.installed ## cfn-lint template.yaml
 	$(BIN)/cfn-lint template.yaml
@@ -63,9 +65,13 @@ sam-build: $(SAM_VENV)/.installed ## sam build (layer and both functions)
 checkov: $(CHECKOV_VENV)/.installed ## checkov on template.yaml (zero failed checks)
 	$(CHECKOV_VENV)/bin/checkov -f template.yaml --framework cloudformation --skip-download --quiet --compact
 
-# The few unit tests marked slow (large inputs) run in `make test`, not on every `make unit`.
+# The few unit tests marked slow (large inputs, a subprocess) run in `make test`, not `make unit`.
+# Bytecode is cached even where the environment says not to (PYTHONDONTWRITEBYTECODE): compiling
+# the code and rewriting the tests' asserts afresh would add seconds to every run. The spill
+# tests write thousands of small files, kept in memory (tmpfs) where the system has one.
+UNIT_TMPDIR := $(or $(wildcard /dev/shm),$(TMPDIR),/tmp)
 unit: $(VENV)/.installed ## unit tests (fast: not those marked slow)
-	$(BIN)/pytest tests/unit -m "not slow"
+	PYTHONDONTWRITEBYTECODE= TMPDIR=$(UNIT_TMPDIR) $(BIN)/pytest tests/unit -m "not slow"
 
 integration: $(VENV)/.installed ## moto + simulator tests
 	$(BIN)/pytest tests/integration

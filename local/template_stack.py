@@ -16,8 +16,6 @@ from typing import Any
 
 import boto3
 import yaml
-from samtranslator.parser.parser import Parser
-from samtranslator.translator.translator import Translator
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
 ACCOUNT_ID = "123456789012"
@@ -107,6 +105,10 @@ def render(
         "AWS::StackName": stack_name,
         "AWS::Partition": "aws",
     }
+    # Imported here, as it takes a second: reading the template (load_template) needs only yaml.
+    from samtranslator.parser.parser import Parser
+    from samtranslator.translator.translator import Translator
+
     # No managed policies are looked up: the template names none, and offline we could not.
     translator = Translator(None, Parser(), boto_session=boto3.session.Session(region_name=region))
     result: dict[str, Any] = translator.translate(
@@ -434,11 +436,12 @@ class _Resolver:
         return str(delimiter).join(str(i) for i in self.resolve(items))
 
 
-class _CfnLoader(yaml.SafeLoader):
-    """SafeLoader that turns CloudFormation short-form tags (!Ref, !Sub, …) into their long form."""
+class _CfnLoader(yaml.CSafeLoader):
+    """SafeLoader that turns CloudFormation short-form tags (!Ref, !Sub, …) into their long form.
+    libyaml's (C) parser: it reads the template several times faster than PyYAML's own."""
 
 
-def _construct_tag(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
+def _construct_tag(loader: _CfnLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
     name = "Ref" if tag_suffix == "Ref" else f"Fn::{tag_suffix}"
     value: Any
     if isinstance(node, yaml.ScalarNode):

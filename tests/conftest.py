@@ -1,4 +1,9 @@
-"""Shared fixtures: AWS in moto, built from template.yaml, and the OpenAI simulator beside it."""
+"""Shared fixtures: AWS in moto, built from template.yaml, and the OpenAI simulator beside it.
+
+Every test run imports this file, the unit tests' too, so moto, boto3, the SAM translator and
+the local stack are imported by the fixtures that use them, not here: `make unit` never pays
+for them (they take seconds to import).
+"""
 
 from __future__ import annotations
 
@@ -6,20 +11,18 @@ import json
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import boto3
 import pytest
 from aws_lambda_powertools import Metrics
-from moto import mock_aws
 
-from batchdrop import SERVICE, runtime
-from batchdrop.adapters.openai_api import RetryPolicy
-from local.inbox import Inbox
-from local.lambda_runtime import Function
-from local.moto_atomic import make_dynamodb_writes_atomic
-from local.simulator import BatchSimulator
-from local.template_stack import DeployedStack, deploy
+from batchdrop import SERVICE
+
+if TYPE_CHECKING:
+    from local.inbox import Inbox
+    from local.lambda_runtime import Function
+    from local.simulator import BatchSimulator
+    from local.template_stack import DeployedStack
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 SIM_API_KEY = "sk-batchdrop-test-0123456789abcdef"
@@ -39,8 +42,13 @@ def fresh_powertools() -> None:
             delattr(service, marker)
     # A child logger takes its level from the environment of its first import (a quiet local
     # stack says WARNING); here every test's logs follow the service logger's level.
+    # (setLevel clears every logger's cache, so only the children that need it are reset.)
     for name, child in logging.root.manager.loggerDict.items():
-        if name.startswith(f"{SERVICE}.") and isinstance(child, logging.Logger):
+        if (
+            name.startswith(f"{SERVICE}.")
+            and isinstance(child, logging.Logger)
+            and child.level != logging.NOTSET
+        ):
             child.setLevel(logging.NOTSET)
 
 
@@ -59,6 +67,11 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def stack(aws_env: None) -> Iterator[DeployedStack]:
     """Every data resource of template.yaml, created in moto."""
+    from moto import mock_aws
+
+    from local.moto_atomic import make_dynamodb_writes_atomic
+    from local.template_stack import deploy
+
     make_dynamodb_writes_atomic()
     with mock_aws():
         yield deploy()
@@ -66,6 +79,8 @@ def stack(aws_env: None) -> Iterator[DeployedStack]:
 
 @pytest.fixture
 def openai_sim() -> Iterator[BatchSimulator]:
+    from local.simulator import BatchSimulator
+
     with BatchSimulator(api_key=SIM_API_KEY, seed=3) as sim:
         yield sim
 
@@ -88,6 +103,9 @@ class SleepRecorder:
 
 @pytest.fixture
 def sleeps(monkeypatch: pytest.MonkeyPatch) -> SleepRecorder:
+    from batchdrop import runtime
+    from batchdrop.adapters.openai_api import RetryPolicy
+
     recorder = SleepRecorder()
     monkeypatch.setattr(runtime, "retry_policy", RetryPolicy(sleep=recorder))
     return recorder
@@ -103,6 +121,11 @@ def load_function(
     """Cold-start a function with the environment the template gives it, pointed at the
     simulator, with the simulator's key stored in the template's secret. Records and
     deadlines follow the simulator's clock, so tests move time for both at once."""
+    import boto3
+
+    from batchdrop import runtime
+    from local.lambda_runtime import Function
+
     secret = stack.resource("OpenAIApiKeySecret")
     boto3.client("secretsmanager").put_secret_value(SecretId=secret, SecretString=SIM_API_KEY)
     monkeypatch.setattr(runtime, "clock", openai_sim.clock.now)
@@ -121,6 +144,8 @@ def bucket(stack: DeployedStack) -> str:
 
 @pytest.fixture
 def inbox(stack: DeployedStack) -> Inbox:
+    from local.inbox import Inbox
+
     return Inbox(stack.resource("NotificationTopic"))
 
 

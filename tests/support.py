@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import boto3
-
 from local.s3_events import object_created
 
 MODELS = {
@@ -50,6 +48,8 @@ def jsonl(lines: list[dict[str, Any]]) -> bytes:
 
 def drop(bucket: str, key: str, body: bytes, template: str = "s3_put.json") -> dict[str, Any]:
     """Upload an object, then return the S3 event AWS would send for it."""
+    import boto3  # here, not above: the unit tests use this module and never need boto3
+
     put = boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=body)
     return object_created(
         bucket=bucket,

@@ -64,6 +64,7 @@ FORBIDDEN = {
 }
 
 
+@pytest.mark.slow  # lint-imports in a process of its own, about a second
 def test_each_forbidden_import_breaks_a_contract_naming_the_module(project: Path) -> None:
     """boto3 in the domain among them. One run for all: lint-imports reports every broken
     import, not just the first, and each run costs most of a second."""

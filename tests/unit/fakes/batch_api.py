@@ -15,9 +15,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from io import BytesIO
-from typing import Any
+from typing import Any, cast
 
-from batchdrop.adapters.openai_api import BodyFactory, OpenAIError
+from batchdrop.errors import OpenAIError
+from batchdrop.ports import BodyFactory, FileObject, Readable, Upload
+from batchdrop.records import Batch
 
 JSON = dict[str, Any]
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
@@ -41,19 +43,8 @@ class _Failure:
     takes_effect: bool
 
 
-class RawBody(BytesIO):
-    """A streamed response's `raw`: readable, and told whether to decode its content."""
-
-    decode_content = False
-
-
-class Response:
-    def __init__(self, content: bytes) -> None:
-        self.raw = RawBody(content)
-
-
 class FakeBatchAPI:
-    read_timeout = 120.0
+    read_timeout: float = 120.0
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
@@ -160,26 +151,27 @@ class FakeBatchAPI:
 
     # --- files ----------------------------------------------------------------------------------
 
-    def upload_file(self, filename: str, size: int, body: BodyFactory) -> JSON:
+    def upload_file(self, filename: str, size: int, body: BodyFactory) -> FileObject:
         return self._call("upload_file", lambda: self._store_file(filename, size, body()))
 
     @contextmanager
-    def file_content(self, file_id: str) -> Iterator[Response]:
-        content = self._call("file_content", lambda: self.files[file_id])
-        yield Response(content)
+    def file_stream(self, file_id: str) -> Iterator[Readable]:
+        content = self._call("file_stream", lambda: self.files[file_id])
+        yield BytesIO(content)
 
     # --- uploads --------------------------------------------------------------------------------
 
-    def create_upload(self, filename: str, size: int) -> JSON:
-        def create() -> JSON:
-            upload: JSON = {"id": self._id("upload"), "filename": filename, "bytes": size}
-            self.uploads[upload["id"]] = {**upload, "status": "pending", "parts": {}}
-            return upload
+    def create_upload(self, filename: str, size: int) -> Upload:
+        def create() -> Upload:
+            upload_id = self._id("upload")
+            stored = {"id": upload_id, "filename": filename, "bytes": size, "parts": {}}
+            self.uploads[upload_id] = {**stored, "status": "pending"}
+            return {"id": upload_id, "status": "pending"}
 
         return self._call("create_upload", create)
 
-    def add_upload_part(self, upload_id: str, size: int, body: BodyFactory) -> JSON:
-        def add() -> JSON:
+    def add_upload_part(self, upload_id: str, size: int, body: BodyFactory) -> Upload:
+        def add() -> Upload:
             content = b"".join(body())
             assert len(content) == size, "a part's declared size must be what it sends"
             part_id = self._id("part")
@@ -188,8 +180,8 @@ class FakeBatchAPI:
 
         return self._call("add_upload_part", add)
 
-    def complete_upload(self, upload_id: str, part_ids: list[str]) -> JSON:
-        def complete() -> JSON:
+    def complete_upload(self, upload_id: str, part_ids: list[str]) -> Upload:
+        def complete() -> Upload:
             upload = self.uploads[upload_id]
             if upload["status"] != "pending":
                 raise refused(400, "upload_not_pending")
@@ -200,8 +192,8 @@ class FakeBatchAPI:
 
         return self._call("complete_upload", complete)
 
-    def cancel_upload(self, upload_id: str) -> JSON:
-        def cancel() -> JSON:
+    def cancel_upload(self, upload_id: str) -> Upload:
+        def cancel() -> Upload:
             self.uploads[upload_id]["status"] = "cancelled"
             return {"id": upload_id, "status": "cancelled"}
 
@@ -209,29 +201,29 @@ class FakeBatchAPI:
 
     # --- batches --------------------------------------------------------------------------------
 
-    def create_batch(self, input_file_id: str, endpoint: str, metadata: Mapping[str, str]) -> JSON:
+    def create_batch(self, input_file_id: str, endpoint: str, metadata: Mapping[str, str]) -> Batch:
         return self._call(
-            "create_batch", lambda: dict(self._new_batch(input_file_id, endpoint, metadata))
+            "create_batch", lambda: _as_batch(self._new_batch(input_file_id, endpoint, metadata))
         )
 
-    def retrieve_batch(self, batch_id: str) -> JSON:
-        return self._call("retrieve_batch", lambda: dict(self.batches[batch_id]))
+    def retrieve_batch(self, batch_id: str) -> Batch:
+        return self._call("retrieve_batch", lambda: _as_batch(self.batches[batch_id]))
 
-    def cancel_batch(self, batch_id: str) -> JSON:
-        def cancel() -> JSON:
+    def cancel_batch(self, batch_id: str) -> Batch:
+        def cancel() -> Batch:
             batch = self.batches[batch_id]
             if batch["status"] not in TERMINAL:
                 self.progress(batch_id, "cancelling")
-            return dict(batch)
+            return _as_batch(batch)
 
         return self._call("cancel_batch", cancel)
 
-    def list_batches(self, page_size: int = 100) -> Iterator[JSON]:  # noqa: ARG002 - one page
+    def list_batches(self) -> Iterator[Batch]:
         """Newest first, as OpenAI lists them."""
         listed = self._call(
             "list_batches",
             lambda: sorted(
-                (dict(batch) for batch in self.batches.values()),
+                (_as_batch(batch) for batch in self.batches.values()),
                 key=lambda batch: batch["created_at"],
                 reverse=True,
             ),
@@ -256,7 +248,7 @@ class FakeBatchAPI:
             self._ids += 1
             return f"{kind}-{self._ids}"
 
-    def _store_file(self, filename: str, size: int, chunks: Iterable[bytes]) -> JSON:
+    def _store_file(self, filename: str, size: int, chunks: Iterable[bytes]) -> FileObject:
         content = b"".join(chunks)
         assert len(content) == size, "an upload's declared size must be what it sends"
         file_id = self._id("file")
@@ -281,6 +273,12 @@ class FakeBatchAPI:
         }
         self.batches[batch["id"]] = batch
         return batch
+
+
+def _as_batch(batch: JSON) -> Batch:
+    """A copy of a stored batch, as the API hands one out. Batches are kept as plain dicts, so
+    a test can set any field; OpenAI's JSON is as untyped."""
+    return cast(Batch, dict(batch))
 
 
 def result_line(custom_id: str, status: int = 200) -> JSON:

@@ -19,16 +19,11 @@ import copy
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import suppress
-from typing import Any
+from typing import Any, cast
 
-from batchdrop.adapters.job_store import (
-    ACTIVE_PARTITION,
-    SUBMITTING_PARTITION,
-    StaleRecordError,
-    batch_key,
-    job_key,
-    openai_fields,
-)
+from batchdrop.adapters.job_store import ACTIVE_PARTITION, SUBMITTING_PARTITION, batch_key, job_key
+from batchdrop.errors import StaleRecordError
+from batchdrop.records import Batch, BatchRecord, JobRecord, openai_fields
 
 Item = dict[str, Any]
 Key = tuple[str, str]
@@ -69,10 +64,10 @@ class FakeJobStore:
 
     def job(self, job_id: str) -> Item:
         """The job as stored (a copy), for assertions."""
-        return copy.deepcopy(self._items[_key(job_key(job_id))])
+        return _copy(self._items[_key(job_key(job_id))])
 
     def part(self, job_id: str, index: int) -> Item:
-        return copy.deepcopy(self._items[_key(batch_key(job_id, index))])
+        return _copy(self._items[_key(batch_key(job_id, index))])
 
     def _hook(self, method: str, *args: Any, **kwargs: Any) -> None:
         hooks = self._hooks.get(method)
@@ -81,10 +76,10 @@ class FakeJobStore:
 
     # --- jobs -----------------------------------------------------------------------------------
 
-    def create_job(self, job_id: str, fields: Mapping[str, Any]) -> bool:
+    def create_job(self, job_id: str, fields: JobRecord) -> bool:
         self._hook("create_job", job_id, fields)
         now = self.now()
-        item = {**job_key(job_id), "job_id": job_id, "created_at": now, "updated_at": now}
+        item: Item = {**job_key(job_id), "job_id": job_id, "created_at": now, "updated_at": now}
         item.update(fields)
         if item.get("status") == "submitting":
             item |= {"active_pk": SUBMITTING_PARTITION, "active_sk": f"{now:012d}#{job_id}"}
@@ -94,34 +89,36 @@ class FakeJobStore:
             return False
         return True
 
-    def get_job(self, job_id: str) -> Item | None:
+    def get_job(self, job_id: str) -> JobRecord | None:
         self._hook("get_job", job_id)
         with self._lock:
             item = self._items.get(_key(job_key(job_id)))
-            return copy.deepcopy(item) if item is not None else None
+            return _job(_copy(item)) if item is not None else None
 
     def update_job(
         self,
         job_id: str,
-        changes: Mapping[str, Any],
+        changes: JobRecord,
         *,
         expected_status: str | set[str] | None = None,
         finished: bool = False,
     ) -> None:
         self._hook("update_job", job_id, changes)
-        changes = {**changes, "updated_at": self.now()}
-        if changes.get("status", "submitting") != "submitting":
-            changes |= {"active_pk": None, "active_sk": None, "lease_until": None}
+        written: Item = {**changes, "updated_at": self.now()}
+        if written.get("status", "submitting") != "submitting":
+            written |= {"active_pk": None, "active_sk": None, "lease_until": None}
         if finished:
-            changes["expires_at"] = self.now() + self._retention_seconds
+            written["expires_at"] = self.now() + self._retention_seconds
         allowed = {expected_status} if isinstance(expected_status, str) else expected_status
 
         def condition(item: Item | None) -> bool:
             return item is not None and (allowed is None or item.get("status") in allowed)
 
-        self._update(job_key(job_id), changes, condition, "update_job")
+        self._update(job_key(job_id), written, condition, "update_job")
 
-    def take_submit_lease(self, job_id: str, lease_seconds: int, *, resume: bool) -> Item | None:
+    def take_submit_lease(
+        self, job_id: str, lease_seconds: int, *, resume: bool
+    ) -> JobRecord | None:
         self._hook("take_submit_lease", job_id)
         now = self.now()
 
@@ -133,7 +130,7 @@ class FakeJobStore:
             )
 
         try:
-            return self._update(
+            taken = self._update(
                 job_key(job_id),
                 {"lease_until": now + lease_seconds},
                 lapsed,
@@ -142,6 +139,7 @@ class FakeJobStore:
             )
         except StaleRecordError:
             return None
+        return _job(taken)
 
     def release_submit_lease(self, job_id: str, held_until: int, retry_at: int, error: str) -> None:
         self._hook("release_submit_lease", job_id)
@@ -157,13 +155,13 @@ class FakeJobStore:
                 "release_submit_lease",
             )
 
-    def submitting_jobs(self) -> Iterator[Item]:
-        yield from self._index(SUBMITTING_PARTITION)
+    def submitting_jobs(self) -> Iterator[JobRecord]:
+        yield from map(_job, self._index(SUBMITTING_PARTITION))
 
     # --- finishing ------------------------------------------------------------------------------
 
     def update_finish_attempt(
-        self, job_id: str, changes: Mapping[str, Any], *, open_until: int | None
+        self, job_id: str, changes: JobRecord, *, open_until: int | None
     ) -> None:
         self._hook("update_finish_attempt", job_id, changes)
         field = "finish_attempt_until"
@@ -228,7 +226,8 @@ class FakeJobStore:
             )
 
     def notice_state(self, job_id: str, kind: str) -> str | None:
-        job = self.get_job(job_id) or {}
+        # A notice's state is kept under a key built from its kind, which JobRecord cannot name.
+        job: Mapping[str, Any] = self.get_job(job_id) or {}
         notice = job.get(f"notice_{kind}") or {}
         state = notice.get("state")
         return str(state) if state else None
@@ -257,20 +256,20 @@ class FakeJobStore:
 
     # --- batches --------------------------------------------------------------------------------
 
-    def batches(self, job_id: str) -> list[Item]:
+    def batches(self, job_id: str) -> list[BatchRecord]:
         self._hook("batches", job_id)
         pk = f"JOB#{job_id}"
         with self._lock:
             return [
-                copy.deepcopy(item)
+                _batch(_copy(item))
                 for (item_pk, sk), item in sorted(self._items.items())
                 if item_pk == pk and sk.startswith("BATCH#")
             ]
 
-    def record_file(self, job_id: str, index: int, fields: Mapping[str, Any]) -> None:
+    def record_file(self, job_id: str, index: int, fields: BatchRecord) -> None:
         self._hook("record_file", job_id, index, fields)
         now = self.now()
-        item = {
+        item: Item = {
             **batch_key(job_id, index),
             "job_id": job_id,
             "index": index,
@@ -282,9 +281,9 @@ class FakeJobStore:
         }
         self._put(item, lacks("batch_id"), "record_file")
 
-    def record_batch(self, job_id: str, index: int, batch: Mapping[str, Any]) -> None:
+    def record_batch(self, job_id: str, index: int, batch: Batch) -> None:
         self._hook("record_batch", job_id, index, batch)
-        changes = {
+        changes: BatchRecord = {
             "batch_id": batch["id"],
             "status": batch["status"],
             "active_pk": ACTIVE_PARTITION,
@@ -301,7 +300,7 @@ class FakeJobStore:
         self,
         job_id: str,
         index: int,
-        changes: Mapping[str, Any],
+        changes: BatchRecord,
         *,
         expected_version: int | None = None,
     ) -> None:
@@ -311,10 +310,10 @@ class FakeJobStore:
             batch_key(job_id, index), changes, condition, "update_batch", bump_version=True
         )
 
-    def add_follow_up(self, job_id: str, index: int, fields: Mapping[str, Any]) -> None:
+    def add_follow_up(self, job_id: str, index: int, fields: BatchRecord) -> None:
         self._hook("add_follow_up", job_id, index, fields)
         now = self.now()
-        item = {
+        item: Item = {
             **batch_key(job_id, index),
             "job_id": job_id,
             "index": index,
@@ -330,7 +329,7 @@ class FakeJobStore:
     def retire_batches(self, job_id: str, indices: list[int]) -> None:
         self._hook("retire_batches", job_id, indices)
         for index in indices:
-            changes = {
+            changes: Item = {
                 "active_pk": None,
                 "active_sk": None,
                 "expires_at": self.now() + self._retention_seconds,
@@ -356,8 +355,8 @@ class FakeJobStore:
     def now(self) -> int:
         return int(self._clock())
 
-    def active_batches(self) -> Iterator[Item]:
-        yield from self._index(ACTIVE_PARTITION)
+    def active_batches(self) -> Iterator[BatchRecord]:
+        yield from map(_batch, self._index(ACTIVE_PARTITION))
 
     # --- internals ------------------------------------------------------------------------------
 
@@ -367,7 +366,7 @@ class FakeJobStore:
                 (item for item in self._items.values() if item.get("active_pk") == partition),
                 key=lambda item: str(item["active_sk"]),
             )
-            found = copy.deepcopy(listed)
+            found = [_copy(item) for item in listed]
         yield from found
 
     def _put(self, item: Item, condition: Condition, method: str) -> None:
@@ -407,7 +406,16 @@ class FakeJobStore:
                 item[counter] = int(item.get(counter, 0)) + 1
             self._items[at] = item
             self.writes.append(method)
-            return copy.deepcopy(item)
+            return _copy(item)
+
+
+def _job(item: Item) -> JobRecord:
+    """A stored item as the job record it is (the real store casts what DynamoDB returns too)."""
+    return cast(JobRecord, item)
+
+
+def _batch(item: Item) -> BatchRecord:
+    return cast(BatchRecord, item)
 
 
 def _claim_is(field: str, claimed_at: int) -> Condition:
@@ -438,4 +446,22 @@ def _stored(value: Any) -> Any:
         return [_stored(v) for v in value]
     if isinstance(value, set | frozenset):
         return set(value)
+    return copy.deepcopy(value)
+
+
+def _copy(item: Item) -> Item:
+    """A stored item as a read hands it out: the caller's own, sharing nothing with the store.
+    (What `_stored` keeps is dicts, lists, sets and immutable scalars: quicker than deepcopy.)"""
+    return {field: _copied(value) for field, value in item.items()}
+
+
+def _copied(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copied(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copied(v) for v in value]
+    if isinstance(value, set):
+        return set(value)
+    if value is None or isinstance(value, str | int | float):
+        return value
     return copy.deepcopy(value)

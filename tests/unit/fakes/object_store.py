@@ -1,23 +1,24 @@
-"""S3 in memory: the methods the use cases call on `S3Objects`, and the few client calls
-`S3MultipartWriter` makes through `S3Objects.client`, over one versioned set of objects.
+"""S3 in memory: the `ObjectStore` port over one versioned set of objects.
 
 A create-only write (S3's If-None-Match: *) where an object is already there is refused, as S3
 refuses it, so a test can count how often each key was written and prove none was written over.
+A streamed write (`writer`, `upload_stream`) appears whole when it ends, or not at all if it
+raises, as a multipart upload does.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from batchdrop.adapters.s3_multipart import AlreadyWrittenError
-from batchdrop.domain.lines import Readable
+from batchdrop.errors import AlreadyWrittenError
+from batchdrop.ports import Readable, Writable
 
 Address = tuple[str, str]
 
@@ -40,13 +41,12 @@ class FakeObjectStore:
         self._objects: dict[Address, _Versions] = {}
         self._lock = threading.Lock()
         self._failures: dict[str, list[BaseException]] = {}
-        self.client = FakeS3Client(self)
 
-    # --- for tests ------------------------------------------------------------------------------
+    # --- for tests --------------------------------------------------------------------------------
 
     def put(self, bucket: str, key: str, body: bytes) -> str:
         """Upload an object as a user would; returns its version id."""
-        self.write(bucket, key, body, create_only=False)
+        self._write(bucket, key, body, create_only=False)
         return self.version_id(bucket, key)
 
     def read(self, bucket: str, key: str) -> bytes:
@@ -75,7 +75,7 @@ class FakeObjectStore:
         if failures:
             raise failures.pop(0)
 
-    # --- S3Objects' methods ---------------------------------------------------------------------
+    # --- the ObjectStore port ---------------------------------------------------------------------
 
     def open(
         self,
@@ -98,7 +98,7 @@ class FakeObjectStore:
     def put_json(self, bucket: str, key: str, document: Any, *, create_only: bool = False) -> None:
         self._maybe_fail("put_json")
         body = json.dumps(document, indent=2, ensure_ascii=False).encode()
-        self.write(bucket, key, body, create_only=create_only)
+        self._write(bucket, key, body, create_only=create_only)
 
     def read_json(self, bucket: str, key: str) -> tuple[Any, str] | None:
         versions = self._objects.get((bucket, key))
@@ -118,14 +118,29 @@ class FakeObjectStore:
 
     def upload_file(self, path: Path, bucket: str, key: str, *, create_only: bool = False) -> None:
         self._maybe_fail("upload_file")
-        self.write(bucket, key, path.read_bytes(), create_only=create_only)
+        self._write(bucket, key, path.read_bytes(), create_only=create_only)
+
+    def upload_stream(
+        self, source: Readable, bucket: str, key: str, *, create_only: bool = False
+    ) -> None:
+        with self.writer(bucket, key, create_only=create_only) as sink:
+            while chunk := source.read(64 * 1024):
+                sink.write(chunk)
+
+    @contextmanager
+    def writer(self, bucket: str, key: str, *, create_only: bool = False) -> Iterator[Writable]:
+        """The object is written when the block ends (refused then if create-only and there
+        already), and not at all if the block raises."""
+        sink = BytesIO()
+        yield sink
+        self._write(bucket, key, sink.getvalue(), create_only=create_only)
 
     def presigned_url(self, bucket: str, key: str) -> str:
         return f"https://{bucket}.s3.example/{key}?X-Amz-Expires=604800"
 
-    # --- shared by both faces -------------------------------------------------------------------
+    # --- internals --------------------------------------------------------------------------------
 
-    def write(self, bucket: str, key: str, body: bytes, *, create_only: bool) -> None:
+    def _write(self, bucket: str, key: str, body: bytes, *, create_only: bool) -> None:
         with self._lock:
             if create_only and (bucket, key) in self._objects:
                 raise AlreadyWrittenError(f"s3://{bucket}/{key} exists")
@@ -136,50 +151,3 @@ class FakeObjectStore:
         if versions is None:
             raise NoSuchKey(f"s3://{bucket}/{key}")
         return versions
-
-
-class FakeS3Client:
-    """The boto3 S3 client calls `S3MultipartWriter` makes, over the store's objects."""
-
-    def __init__(self, store: FakeObjectStore) -> None:
-        self._store = store
-        self._uploads: dict[str, list[bytes]] = {}
-
-    def put_object(self, *, Bucket: str, Key: str, Body: bytes, **options: Any) -> Any:
-        self._write(Bucket, Key, Body, options, "PutObject")
-        return {"ETag": '"etag"'}
-
-    def create_multipart_upload(self, **_: Any) -> Any:
-        upload_id = f"upload-{len(self._uploads) + 1}"
-        self._uploads[upload_id] = []
-        return {"UploadId": upload_id}
-
-    def upload_part(self, *, UploadId: str, Body: bytes, **_: Any) -> Any:
-        self._uploads[UploadId].append(Body)
-        return {"ETag": f'"part{len(self._uploads[UploadId])}"', "ChecksumCRC32": "crc"}
-
-    def complete_multipart_upload(
-        self,
-        *,
-        Bucket: str,
-        Key: str,
-        UploadId: str,
-        **options: Any,
-    ) -> Any:
-        body = b"".join(self._uploads.pop(UploadId))
-        self._write(Bucket, Key, body, options, "CompleteMultipartUpload")
-        return {}
-
-    def abort_multipart_upload(self, *, UploadId: str, **_: Any) -> Any:
-        self._uploads.pop(UploadId, None)
-        return {}
-
-    def _write(self, bucket: str, key: str, body: bytes, options: Any, operation: str) -> None:
-        try:
-            self._store.write(bucket, key, body, create_only=options.get("IfNoneMatch") == "*")
-        except AlreadyWrittenError:
-            raise _precondition_failed(operation) from None
-
-
-def _precondition_failed(operation: str) -> ClientError:
-    return ClientError({"Error": {"Code": "PreconditionFailed", "Message": "exists"}}, operation)

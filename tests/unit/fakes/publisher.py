@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from batchdrop.adapters.sns import Notice, NoticeRefused
+from batchdrop.errors import NoticeRefused
+from batchdrop.ports import Notice
 
 
 class FakePublisher:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +17,16 @@ from aws_lambda_powertools import Logger
 
 from batchdrop import SERVICE
 from batchdrop.adapters.openai_api import RetryPolicy
+from batchdrop.domain.limits import DEFAULT_LIMITS, Limits
 from batchdrop.domain.model import SourceObject
 from batchdrop.jobs.duplicate_batches import DuplicateBatchSweeper
 from batchdrop.jobs.finish import JobFinisher
 from batchdrop.jobs.launch import BatchLauncher
 from batchdrop.jobs.outbox import NoticeOutbox
-from batchdrop.jobs.poll import Poller, TickSummary
+from batchdrop.jobs.poll import Finisher, Poller, TickSummary
 from batchdrop.jobs.resume import SubmissionResumer
 from batchdrop.jobs.submit import SUBMIT_LEASE_SECONDS, SubmitOutcome, Submitter
+from batchdrop.records import BatchRecord
 from tests.support import jsonl, request_lines
 from tests.unit.fakes.batch_api import FakeBatchAPI
 from tests.unit.fakes.clock import FakeClock
@@ -46,7 +48,7 @@ def plenty_of_time() -> float:
 class Options:
     """The settings the use cases take, at the template's defaults unless a test says."""
 
-    limits: dict[str, int] = field(default_factory=dict)
+    limits: Limits = DEFAULT_LIMITS  # OpenAI's, and no cap on the whole file
     resubmit_unfinished: bool = False
     stuck_after_seconds: int = 120 * 60
     finish_attempts_before_attention: int = 5
@@ -73,63 +75,62 @@ class World:
     # --- the use cases, built as runtime.py builds them ---------------------------------------
 
     def outbox(self) -> NoticeOutbox:
-        return NoticeOutbox(self.store, self.publisher)  # type: ignore[arg-type]
+        return NoticeOutbox(self.store, self.publisher)
 
     def launcher(self) -> BatchLauncher:
-        return BatchLauncher(self.objects, self.api, self.retry)  # type: ignore[arg-type]
+        return BatchLauncher(self.objects, self.api, self.retry)
 
     def submitter(self) -> Submitter:
         return Submitter(
             input_prefix=INPUT_PREFIX,
-            objects=self.objects,  # type: ignore[arg-type]
-            store=self.store,  # type: ignore[arg-type]
-            api=self.api,  # type: ignore[arg-type]
+            objects=self.objects,
+            store=self.store,
+            launcher=self.launcher(),
             outbox=self.outbox(),
-            metrics=self.metrics,  # type: ignore[arg-type]
-            retry=self.retry,
-            validation_limits=dict(self.options.limits),
+            metrics=self.metrics,
+            limits=self.options.limits,
         )
 
     def finisher(self) -> JobFinisher:
         return JobFinisher(
             input_prefix=INPUT_PREFIX,
-            objects=self.objects,  # type: ignore[arg-type]
-            api=self.api,  # type: ignore[arg-type]
+            objects=self.objects,
+            api=self.api,
             launcher=self.launcher(),
-            store=self.store,  # type: ignore[arg-type]
+            store=self.store,
             outbox=self.outbox(),
-            metrics=self.metrics,  # type: ignore[arg-type]
+            metrics=self.metrics,
             resubmit_unfinished=self.options.resubmit_unfinished,
             workdir=Path(tempfile.gettempdir()),
         )
 
     def resumer(self) -> SubmissionResumer:
         return SubmissionResumer(
-            store=self.store,  # type: ignore[arg-type]
+            store=self.store,
             submitter=self.submitter(),
             outbox=self.outbox(),
-            metrics=self.metrics,  # type: ignore[arg-type]
+            metrics=self.metrics,
             input_prefix=INPUT_PREFIX,
             max_resumes=self.options.submit_resume_limit,
             give_up_after_seconds=self.options.submit_give_up_seconds,
             lease_seconds=SUBMIT_LEASE_SECONDS,
         )
 
-    def poller(self, *, finisher: Any = None) -> Poller:
+    def poller(self, *, finisher: Finisher | None = None) -> Poller:
         """`finisher` stands in for the JobFinisher when a test scripts what finishing does."""
         return Poller(
-            store=self.store,  # type: ignore[arg-type]
-            api=self.api,  # type: ignore[arg-type]
+            store=self.store,
+            api=self.api,
             launcher=self.launcher(),
             duplicates=DuplicateBatchSweeper(
-                api=self.api,  # type: ignore[arg-type]
-                store=self.store,  # type: ignore[arg-type]
-                metrics=self.metrics,  # type: ignore[arg-type]
+                api=self.api,
+                store=self.store,
+                metrics=self.metrics,
             ),
             outbox=self.outbox(),
             finisher=finisher or self.finisher(),
             resumer=self.resumer(),
-            metrics=self.metrics,  # type: ignore[arg-type]
+            metrics=self.metrics,
             concurrency=self.options.concurrency,
             stuck_after_seconds=self.options.stuck_after_seconds,
             finish_attempts_before_attention=self.options.finish_attempts_before_attention,
@@ -149,7 +150,7 @@ class World:
     def tick(self, time_left: Callable[[], float] = plenty_of_time) -> TickSummary:
         return self.poller().tick(time_left)
 
-    def parts(self, job_id: str) -> list[dict[str, Any]]:
+    def parts(self, job_id: str) -> list[BatchRecord]:
         return self.store.batches(job_id)
 
     def result(self, job_id: str, name: str = "results.jsonl") -> list[dict[str, Any]]:

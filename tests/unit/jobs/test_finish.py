@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from batchdrop.domain.limits import Limits
 from batchdrop.jobs.finish import FINISH_RESERVE_SECONDS, MAX_FOLLOW_UP_ROUNDS
 from batchdrop.jobs.poll import TOKEN_LIMIT_MAX_RESUBMITS
 from tests.support import Crash, request_lines
@@ -144,7 +145,7 @@ def test_a_batch_that_ended_part_way_keeps_its_results_and_lists_the_unfinished(
 
 
 def test_a_job_of_several_parts_gets_one_merged_result_and_one_email() -> None:
-    world = World(Options(limits={"max_requests": 2}))
+    world = World(Options(limits=Limits(max_requests=2)))
     job_id = submitted(world, requests=5)
     for index in range(3):
         world.api.complete(batch_of(world, job_id, index))
@@ -158,7 +159,7 @@ def test_a_job_of_several_parts_gets_one_merged_result_and_one_email() -> None:
 
 
 def test_a_part_that_failed_while_the_other_completed_gets_a_file_of_its_own() -> None:
-    world = World(Options(limits={"max_requests": 2}))
+    world = World(Options(limits=Limits(max_requests=2)))
     job_id = submitted(world, requests=4)
     world.api.complete(batch_of(world, job_id, 0))
     world.store.update_batch(job_id, 1, {"resubmits": TOKEN_LIMIT_MAX_RESUBMITS})
@@ -352,7 +353,7 @@ def test_a_cancelled_job_is_not_followed_up() -> None:
 
 
 def test_a_part_that_failed_for_good_is_not_followed_up() -> None:
-    world = World(Options(resubmit_unfinished=True, limits={"max_requests": 2}))
+    world = World(Options(resubmit_unfinished=True, limits=Limits(max_requests=2)))
     job_id = submitted(world, requests=4)
     world.api.fail(batch_of(world, job_id, 0), "invalid_model")
     world.api.run_partly(batch_of(world, job_id, 1), "expired", ran=0)

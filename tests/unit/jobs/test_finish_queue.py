@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from batchdrop.adapters.job_store import StaleRecordError
+from batchdrop.errors import StaleRecordError
 from batchdrop.jobs.finish import FINISH_RESERVE_SECONDS
 from batchdrop.jobs.finish_queue import KILLED
 from tests.support import Killed
@@ -31,7 +31,7 @@ def ready_job(world: World, key: str) -> str:
 
 
 def downloads_fail(world: World, times: int = 1) -> None:
-    world.api.fail_next("file_content", refused(503, "server_error"), times=times)
+    world.api.fail_next("file_stream", refused(503, "server_error"), times=times)
 
 
 class RecordingFinisher:
@@ -139,7 +139,7 @@ def test_a_killed_attempt_is_left_alone_until_its_deadline_then_counted_as_a_fai
     world: World,
 ) -> None:
     bad, good = sorted([ready_job(world, "requests/a.jsonl"), ready_job(world, "requests/b.jsonl")])
-    world.api.fail_next("file_content", Killed("out of memory"))
+    world.api.fail_next("file_stream", Killed("out of memory"))
     with pytest.raises(Killed):
         world.tick()  # the invocation dies: nothing after the bad job's turn runs
     assert world.store.job(good)["status"] == "active"
@@ -156,7 +156,7 @@ def test_a_killed_attempt_is_left_alone_until_its_deadline_then_counted_as_a_fai
 
 def test_killed_attempts_count_towards_needs_attention(world: World) -> None:
     job_id = ready_job(world, "requests/a.jsonl")
-    world.api.fail_next("file_content", Killed("out of memory"), times=1000)
+    world.api.fail_next("file_stream", Killed("out of memory"), times=1000)
     with pytest.raises(Killed):
         world.tick()
     for _ in range(ATTEMPTS - 1):

@@ -8,7 +8,7 @@ import pytest
 
 from batchdrop.adapters.openai_api import OpenAIError, RetryPolicy
 from batchdrop.domain.approval import ApprovedBytes, UploadAbandoned
-from batchdrop.domain.validation import Chunk, Part
+from batchdrop.domain.split_plan import Chunk, Part
 from batchdrop.jobs.launch import (
     ADOPTION_WINDOW_SECONDS,
     ObjectVersion,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from batchdrop.adapters.sns import Notice, NoticeRefused
+from batchdrop.errors import NoticeRefused
 from batchdrop.jobs.outbox import CLAIM_LEASE_SECONDS
+from batchdrop.ports import Notice
 from tests.support import Killed
 from tests.unit.fakes.world import World
 

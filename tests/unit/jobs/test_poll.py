@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from batchdrop.adapters.job_store import openai_fields
+from batchdrop.domain.limits import Limits
 from batchdrop.jobs.poll import (
     LAUNCH_LEASE_SECONDS,
     REFRESH_RESERVE_SECONDS,
@@ -14,6 +14,7 @@ from batchdrop.jobs.poll import (
     TOKEN_LIMIT_MAX_RESUBMITS,
     TOKEN_LIMIT_MAX_WAIT_SECONDS,
 )
+from batchdrop.records import openai_fields
 from tests.support import Crash
 from tests.unit.fakes.batch_api import ambiguous
 from tests.unit.fakes.world import Options, World
@@ -63,7 +64,7 @@ def test_a_live_batch_that_moved_on_is_recorded_and_its_job_waits(world: World) 
 
 
 def test_a_job_is_finished_only_once_every_one_of_its_batches_is_final() -> None:
-    world = World(Options(limits={"max_requests": 2}))
+    world = World(Options(limits=Limits(max_requests=2)))
     job_id = submitted(world, requests=4)
     world.api.complete(batch_of(world, job_id, 0))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from batchdrop.domain.limits import Limits
 from batchdrop.jobs.resume import RESUME_FIRST_WAIT_SECONDS, RESUME_RESERVE_SECONDS
 from batchdrop.jobs.submit import SUBMIT_LEASE_SECONDS
 from tests.support import Killed, jsonl, request_lines
@@ -99,7 +100,7 @@ def test_past_its_resumptions_a_submission_with_nothing_created_fails_with_one_e
 
 
 def test_a_submission_given_up_part_way_tracks_what_was_created_to_its_end() -> None:
-    world = World(Options(submit_resume_limit=0, limits={"max_requests": 2}))
+    world = World(Options(submit_resume_limit=0, limits=Limits(max_requests=2)))
     source = world.drop(KEY, jsonl(request_lines(4)))
     world.api.fail_next("create_batch", refused(400, "invalid_request_error"), after=1)
     with pytest.raises(Exception, match="invalid_request_error"):
@@ -125,7 +126,7 @@ def test_a_submission_given_up_part_way_tracks_what_was_created_to_its_end() -> 
 
 
 def test_a_resumption_carries_on_from_the_first_part_without_a_batch() -> None:
-    world = World(Options(limits={"max_requests": 2}))
+    world = World(Options(limits=Limits(max_requests=2)))
     source = world.drop(KEY, jsonl(request_lines(6)))
     world.api.fail_next("create_batch", Killed("killed mid-create"), after=1)
     with pytest.raises(Killed):

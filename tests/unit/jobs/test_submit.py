@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from batchdrop.domain.limits import Limits
 from batchdrop.domain.model import JobStatus
 from batchdrop.jobs.submit import SUBMIT_LEASE_SECONDS, NoticePendingError
 from tests.support import Crash, Killed, jsonl, request_lines
@@ -50,7 +51,7 @@ def test_a_dropped_file_becomes_one_active_job_with_its_batch_recorded(world: Wo
 
 
 def test_a_file_over_one_batch_is_split_into_parts_each_with_its_batch() -> None:
-    world = World(Options(limits={"max_requests": 2}))
+    world = World(Options(limits=Limits(max_requests=2)))
     source = world.drop(KEY, jsonl(request_lines(5)))
 
     outcome = world.submitter().submit(source)
@@ -183,7 +184,7 @@ def test_a_delivery_that_finds_no_record_records_the_job_with_a_lapsed_lease(
 def test_a_refused_file_is_reported_and_emailed_once_and_nothing_is_sent(
     key: str, body: bytes, code: str
 ) -> None:
-    world = World(Options(limits={"max_file_bytes": 1000}))
+    world = World(Options(limits=Limits(max_file_bytes=1000)))
     source = world.drop(key, body)
 
     outcome = world.submitter().submit(source)
