@@ -61,6 +61,7 @@ class FakeBatchAPI:
         self._failures: dict[str, list[_Failure | None]] = {}
         self._ids = 0
         self.files: dict[str, bytes] = {}
+        self.videos: dict[str, bytes] = {}  # a video's content by its id
         self.uploads: dict[str, JSON] = {}
         self.batches: dict[str, JSON] = {}  # in creation order
         self.calls: list[str] = []  # every call by method name, failed ones included
@@ -167,6 +168,10 @@ class FakeBatchAPI:
     def file_content(self, file_id: str) -> Iterator[Response]:
         content = self._call("file_content", lambda: self.files[file_id])
         yield Response(content)
+
+    @contextmanager
+    def video_content(self, video_id: str) -> Iterator[RawBody]:
+        yield RawBody(self._call("video_content", lambda: self.videos[video_id]))
 
     # --- uploads --------------------------------------------------------------------------------
 
