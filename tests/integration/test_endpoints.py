@@ -122,7 +122,27 @@ def test_a_large_image_line_is_saved_whole(pipeline: Pipeline) -> None:
     (result,) = pipeline.read_jsonl(pipeline.result(outcome["job_id"]))
     saved = pipeline.read(pipeline.result(outcome["job_id"], "big.png"))
     assert saved.startswith(PNG_SIGNATURE)
-    assert len(saved) > 5 * 1024 * 1024
+    assert len(saved) > 5_000_000  # "about" picture_bytes
     assert saved == base64.b64decode(result["response"]["data"][0]["b64_json"])
+    (email,) = pipeline.inbox.messages()
+    assert "completed" in email["subject"]
+
+
+def test_a_video_past_its_download_window_is_reported_missing_not_retried_forever(
+    pipeline: Pipeline,
+) -> None:
+    body = BODIES["/v1/videos"]
+    line = {"custom_id": "late", "method": "POST", "url": "/v1/videos", "body": body}
+    outcome = pipeline.submit("requests/late-video.jsonl", jsonl([line]))
+    pipeline.clock.advance(26 * 3600)  # the batch ended long ago; its video is gone
+
+    job = pipeline.run(outcome["job_id"])
+
+    assert job["status"] == "completed"
+    (result,) = pipeline.read_jsonl(pipeline.result(outcome["job_id"]))
+    summary = json.loads(pipeline.read(pipeline.result(outcome["job_id"], "summary.json")))
+    missing = [{"file": "late.mp4", "video_id": result["response"]["id"]}]
+    assert summary["media"] == {"count": 0, "files": [], "missing": missing}
+    assert not pipeline.exists(pipeline.result(outcome["job_id"], "late.mp4"))
     (email,) = pipeline.inbox.messages()
     assert "completed" in email["subject"]
