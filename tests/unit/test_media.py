@@ -196,3 +196,11 @@ def test_completed_videos_are_listed_by_file_name() -> None:
     )
     found = [(v.name, v.video_id) for v in completed_videos(io.BytesIO(results))]
     assert found == [("v1.mp4", "video_1"), (media_name("v 4", "mp4"), "video_4")]
+
+
+def test_a_line_whose_base64_does_not_decode_saves_nothing_and_the_rest_go_on(
+    tmp_path: Path,
+) -> None:
+    broken = merged_line("broken", {"data": [{"b64_json": "iVBORw0KG"}]}, number=1)
+    results = broken + merged_line("fine", images_body(picture(1)), number=2)
+    assert list(saved(io.BytesIO(results), tmp_path)) == ["fine.png"]

@@ -16,6 +16,7 @@ however large the line or its images.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
 import re
@@ -24,6 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from aws_lambda_powertools import Logger
+
+from batchdrop import SERVICE
 from batchdrop.domain.body_rules import (
     IMAGE_EDITS_ENDPOINT,
     IMAGE_GENERATIONS_ENDPOINT,
@@ -31,6 +35,8 @@ from batchdrop.domain.body_rules import (
 )
 from batchdrop.domain.lines import Readable
 from batchdrop.domain.long_lines import LongLine, iter_lines_or_long
+
+logger = Logger(service=SERVICE, child=True)
 
 IMAGE_ENDPOINTS = frozenset({IMAGE_GENERATIONS_ENDPOINT, IMAGE_EDITS_ENDPOINT})
 MEDIA_ENDPOINTS = IMAGE_ENDPOINTS | {VIDEOS_ENDPOINT}
@@ -135,6 +141,14 @@ class _ImageScanner:
         if self._out is not None:  # the line ended inside a string: keep what was decoded
             self._end_image()
 
+    def discard(self) -> None:
+        """Close and remove every file, whatever state the scan stopped in."""
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+        for path in self.files:
+            path.unlink(missing_ok=True)
+
     def _start_image(self) -> None:
         path = self.workdir / f"image-{len(self.files) + 1}.bin"
         self.files.append(path)
@@ -179,7 +193,8 @@ def save_images(
 ) -> int:
     """Decode the images of every succeeded line of merged `results` and hand each to
     `save(name, path)`, in input order; return how many there were. Each file is removed once
-    saved; a line's files exist together only while that line is handled."""
+    saved; a line's files exist together only while that line is handled. A line whose base64
+    does not decode saves nothing (its results.jsonl line still holds what OpenAI sent)."""
     count = 0
     for line in iter_lines_or_long(results, max_line_bytes=max_line_bytes):
         head = read_head(_head(line)[:HEAD_WINDOW])
@@ -190,18 +205,22 @@ def save_images(
             for piece in _pieces(line):
                 scanner.feed(piece)
             scanner.close()
-            extension = scanner.output_format
-            if extension not in IMAGE_FORMATS:
-                extension = DEFAULT_IMAGE_FORMAT
-            several = len(scanner.files) > 1
-            for index, path in enumerate(scanner.files, start=1):
-                save(media_name(head.custom_id, extension, index if several else None), path)
-                count += 1
+            count += _save_line(head.custom_id, scanner, save)
+        except binascii.Error as error:
+            logger.warning("image not decoded", extra={"id": head.custom_id, "error": str(error)})
         finally:
-            scanner.close()
-            for path in scanner.files:
-                path.unlink(missing_ok=True)
+            scanner.discard()
     return count
+
+
+def _save_line(custom_id: str, scanner: _ImageScanner, save: Callable[[str, Path], None]) -> int:
+    extension = scanner.output_format
+    if extension not in IMAGE_FORMATS:
+        extension = DEFAULT_IMAGE_FORMAT
+    several = len(scanner.files) > 1
+    for index, path in enumerate(scanner.files, start=1):
+        save(media_name(custom_id, extension, index if several else None), path)
+    return len(scanner.files)
 
 
 @dataclass(frozen=True)
