@@ -74,6 +74,23 @@ def test_submit_wait_status_and_results(
     assert list((tmp_path / "out" / "raw").glob("*.output.jsonl"))
 
 
+def test_results_download_the_images_beside_the_results(
+    local_stack: tuple[LocalStack, Path], tmp_path: Path
+) -> None:
+    _, state = local_stack
+    requests_file = tmp_path / "pictures.jsonl"
+    body = {"model": "gpt-image-1", "prompt": "a lighthouse", "n": 2}
+    url = "/v1/images/generations"
+    lines = [{"custom_id": f"pic-{n}", "method": "POST", "url": url, "body": body} for n in (0, 1)]
+    requests_file.write_bytes(jsonl(lines))
+    assert run(state, "submit", str(requests_file), "--wait", "--timeout", "60") == 0
+
+    assert run(state, "results", "pictures.jsonl", "-o", str(tmp_path / "out")) == 0
+    names = sorted(path.name for path in (tmp_path / "out").glob("*.png"))
+    assert names == ["pic-0(1).png", "pic-0(2).png", "pic-1(1).png", "pic-1(2).png"]
+    assert (tmp_path / "out" / "pic-1(2).png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

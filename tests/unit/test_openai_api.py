@@ -93,3 +93,16 @@ def test_backoff_is_jittered_and_capped(attempt: int) -> None:
     policy = RetryPolicy(base_delay=0.5, max_delay=20)
     for _ in range(50):
         assert 0 <= policy.delay(attempt, None) <= min(20, 0.5 * 2**attempt)
+
+
+def test_an_expired_video_is_refused_at_once_not_retried() -> None:
+    waits: list[float] = []
+    body = {"error": {"message": "The content of video video_1 has expired", "code": None}}
+    session = FakeSession(404, body)
+    with pytest.raises(OpenAIError) as caught, api(session, waits).video_content("video_1"):
+        pass
+    assert not caught.value.retryable
+    (sent,) = session.requests
+    assert sent["url"] == "http://sim/v1/videos/video_1/content"
+    assert sent["params"] == {"variant": "video"}
+    assert sent["stream"] is True

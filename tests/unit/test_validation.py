@@ -569,3 +569,126 @@ def test_only_embeddings_count_inputs() -> None:
     report = validate(jsonl(*lines), max_embedding_inputs=1)
     assert report.ok
     assert [part.line_count for part in report.parts] == [3]
+
+
+# The endpoints beyond text: each one's documented batch body rules.
+
+ENDPOINT_BODIES = {
+    "/v1/responses": {"model": "gpt-5-mini", "input": "hi"},
+    "/v1/chat/completions": {"model": "gpt-5-mini", "messages": [{"role": "user", "content": "x"}]},
+    "/v1/embeddings": {"model": "text-embedding-3-small", "input": "hi"},
+    "/v1/completions": {"model": "gpt-3.5-turbo-instruct", "prompt": "hi"},
+    "/v1/moderations": {"model": "omni-moderation-latest", "input": "hi"},
+    "/v1/images/generations": {"model": "gpt-image-1", "prompt": "a cat"},
+    "/v1/images/edits": {
+        "model": "gpt-image-1",
+        "prompt": "add a hat",
+        "images": [{"file_id": "file-abc"}, {"image_url": "https://example.com/a.png"}],
+        "mask": {"image_url": "data:image/png;base64,iVBORw0KGgo="},
+    },
+    "/v1/videos": {"model": "sora-2", "prompt": "a wave", "input_reference": {"file_id": "f"}},
+}
+
+
+@pytest.mark.parametrize("endpoint", sorted(ENDPOINT_BODIES))
+def test_each_of_the_eight_endpoints_is_accepted(endpoint: str) -> None:
+    report = validate(jsonl(req("a", url=endpoint, body=ENDPOINT_BODIES[endpoint])))
+    assert report.ok, report.problems
+    assert report.endpoint == endpoint
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "model"), [("/v1/moderations", "omni-moderation-latest"), ("/v1/videos", "sora-2")]
+)
+def test_an_endpoint_with_a_default_model_may_leave_it_out(endpoint: str, model: str) -> None:
+    body = {key: value for key, value in ENDPOINT_BODIES[endpoint].items() if key != "model"}
+    report = validate(jsonl(req("a", url=endpoint, body=body)))
+    assert report.ok
+    assert report.model == model
+
+
+def lines_for(endpoint: str, *bodies: dict[str, Any]) -> bytes:
+    return jsonl(*(req(f"r{n}", url=endpoint, body=body) for n, body in enumerate(bodies)))
+
+
+EDIT = ENDPOINT_BODIES["/v1/images/edits"]
+BODY_RULES = [
+    pytest.param(
+        "/v1/moderations",
+        [{"model": "omni-moderation-latest"}],
+        [(1, "missing_input")],
+        id="moderation without input",
+    ),
+    pytest.param(
+        "/v1/moderations",
+        [{"input": "x", "stream": True}, {"input": []}],
+        [(1, "stream_not_supported"), (2, "invalid_input")],
+        id="moderation streamed or with an empty input",
+    ),
+    pytest.param(
+        "/v1/images/generations",
+        [{"model": "gpt-image-1"}, {"model": "gpt-image-1", "prompt": ""}],
+        [(1, "missing_prompt"), (2, "missing_prompt")],
+        id="generation without a prompt",
+    ),
+    pytest.param(
+        "/v1/images/edits",
+        [
+            {**EDIT, "images": []},
+            {**EDIT, "images": [{"file_id": "f"}] * 17},
+            {**EDIT, "images": [{"file_id": "f", "image_url": "u"}]},
+            {**EDIT, "images": ["file-abc"]},
+            {**EDIT, "mask": {}},
+            {**EDIT, "images": [{"file_id": 7}]},
+        ],
+        [
+            (1, "invalid_images"),
+            (2, "invalid_images"),
+            (3, "invalid_image_reference"),
+            (4, "invalid_image_reference"),
+            (5, "invalid_image_reference"),
+            (6, "invalid_image_reference"),
+        ],
+        id="edit images: 1 to 16 references of exactly one kind",
+    ),
+    pytest.param(
+        "/v1/images/edits",
+        [
+            {key: value for key, value in EDIT.items() if key != "images"} | {"image": "@a.png"},
+            {key: value for key, value in EDIT.items() if key != "images"},
+        ],
+        [(1, "multipart_image"), (2, "missing_images")],
+        id="edit in multipart form, or with no image",
+    ),
+    pytest.param(
+        "/v1/videos",
+        [{"model": "sora-2"}, {"prompt": "p", "input_reference": {"image_url": ""}}],
+        [(1, "missing_prompt"), (2, "invalid_image_reference")],
+        id="video without a prompt or with an empty reference",
+    ),
+]
+
+
+@pytest.mark.parametrize(("endpoint", "bodies", "expected"), BODY_RULES)
+def test_body_rules_refuse_lines_openai_would_refuse(
+    endpoint: str, bodies: list[dict[str, Any]], expected: list[tuple[int, str]]
+) -> None:
+    report = validate(lines_for(endpoint, *bodies))
+    assert found(report) == expected
+    assert not report.parts
+    for problem in report.problems:
+        assert problem.message.startswith(f"line {problem.line}: body.")
+
+
+def test_the_multipart_edit_problem_says_what_to_send_instead() -> None:
+    body = {"model": "gpt-image-1", "prompt": "p", "image": "@a.png"}
+    (problem,) = validate(lines_for("/v1/images/edits", body)).problems
+    assert problem.message == (
+        "line 1: body.image is the multipart form, which a batch line cannot carry; pass "
+        'body.images as [{"file_id": ...} or {"image_url": ...}] instead'
+    )
+
+
+def test_text_endpoints_have_no_body_rules_beyond_the_model() -> None:
+    report = validate(lines_for("/v1/chat/completions", {"model": "m", "stream": True}))
+    assert report.ok

@@ -52,6 +52,7 @@ class FakeBatchAPI:
         self._failures: dict[str, list[_Failure | None]] = {}
         self._ids = 0
         self.files: dict[str, bytes] = {}
+        self.videos: dict[str, bytes] = {}  # a video's content by its id
         self.uploads: dict[str, JSON] = {}
         self.batches: dict[str, JSON] = {}  # in creation order
         self.calls: list[str] = []  # every call by method name, failed ones included
@@ -158,6 +159,10 @@ class FakeBatchAPI:
     def file_stream(self, file_id: str) -> Iterator[Readable]:
         content = self._call("file_stream", lambda: self.files[file_id])
         yield BytesIO(content)
+
+    @contextmanager
+    def video_content(self, video_id: str) -> Iterator[RawBody]:
+        yield RawBody(self._call("video_content", lambda: self.videos[video_id]))
 
     # --- uploads --------------------------------------------------------------------------------
 

@@ -106,6 +106,21 @@ class OpenAIBatchAPI:
             response.raw.decode_content = True
             yield response.raw
 
+    # --- videos --------------------------------------------------------------------------------
+
+    @contextmanager
+    def video_content(self, video_id: str) -> Iterator[Readable]:
+        """A video's MP4 as a binary stream. A batch's videos can be downloaded for 24 hours
+        after the batch ends, and OpenAI shut the Videos API down on 2026-09-24."""
+        response = self._send(
+            "GET", f"/videos/{video_id}/content", params={"variant": "video"}, stream=True
+        )
+        try:
+            response.raw.decode_content = True
+            yield response.raw
+        finally:
+            response.close()
+
     # --- uploads (files over 64 MB) ------------------------------------------------------------
 
     def create_upload(self, filename: str, size: int) -> Upload:

@@ -3,7 +3,7 @@
     batchdrop local up                 start the local stack (moto + the OpenAI simulator)
     batchdrop submit FILE... [--wait]  validate locally, upload, optionally follow to the end
     batchdrop status [JOB]             a table of jobs, or one job's full record
-    batchdrop results JOB [-o DIR]     download the merged results (--raw: OpenAI's files too)
+    batchdrop results JOB [-o DIR]     download results, images, videos (--raw: OpenAI's files too)
     batchdrop cancel JOB               ask the poll function to cancel the job's batches
     batchdrop retry JOB                finish a job set aside as needs_attention, once fixed
 

@@ -227,6 +227,7 @@ class BatchdropClient:
             for name in ("unfinished_key", "not_succeeded_key"):  # unset: the file is empty
                 if view.record.get(name):
                     names.append(str(view.record[name]))
+            names += self._media_files(prefix)
             if raw:
                 job_prefix = str(view.record.get("results_prefix") or prefix)
                 names += [key for key in self._keys(f"{job_prefix}raw/")]
@@ -252,6 +253,15 @@ class BatchdropClient:
             record=dict(item),
             batches=[batch_view(b) for b in self._store.batches(str(item["job_id"]))],
         )
+
+    def _media_files(self, prefix: str) -> list[str]:
+        """The images or videos saved beside the results, as their summary.json lists them."""
+        try:
+            summary = self._s3.get_object(Bucket=self.info.bucket, Key=f"{prefix}summary.json")
+        except ClientError:
+            return []
+        media = json.loads(summary["Body"].read()).get("media") or {}
+        return [f"{prefix}{name}" for name in media.get("files", [])]
 
     def _keys(self, prefix: str) -> list[str]:
         listed = self._s3.list_objects_v2(Bucket=self.info.bucket, Prefix=prefix)

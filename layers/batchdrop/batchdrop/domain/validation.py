@@ -14,6 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from batchdrop.domain.body_rules import DEFAULT_MODELS, body_problems
 from batchdrop.domain.duplicate_ids import (
     DEFAULT_RUN_BYTES,
     Duplicate,
@@ -31,6 +32,9 @@ SUPPORTED_ENDPOINTS = frozenset(
         "/v1/embeddings",
         "/v1/completions",
         "/v1/moderations",
+        "/v1/images/generations",
+        "/v1/images/edits",
+        "/v1/videos",
     }
 )
 EMBEDDINGS_ENDPOINT = "/v1/embeddings"
@@ -412,7 +416,11 @@ class Validator:
                 number, "body_not_object", f"body {problem}; it must be a JSON object (the request)"
             )
             return
-        model = body.get("model")
+        url = request.get("url")
+        endpoint = url if isinstance(url, str) and url in SUPPORTED_ENDPOINTS else ""
+        for rule_broken in body_problems(endpoint, body):
+            self._report(number, rule_broken.code, rule_broken.detail)
+        model = body.get("model", DEFAULT_MODELS.get(endpoint))
         if not isinstance(model, str) or not model:
             problem = "is missing" if "model" not in body else f"is {_quote(model)}"
             self._report(

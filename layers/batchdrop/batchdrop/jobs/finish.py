@@ -39,6 +39,7 @@ from batchdrop.domain.results import MergeSummary, PartInput, ResultFile, merge_
 from batchdrop.domain.validation import validate_stream
 from batchdrop.errors import AlreadyWrittenError
 from batchdrop.jobs.launch import BatchLauncher, ObjectVersion, batch_metadata
+from batchdrop.jobs.media import MediaSaver, SavedMedia
 from batchdrop.jobs.outbox import NoticeOutbox
 from batchdrop.ports import BatchAPI, JobRepository, Notice, ObjectStore, Readable
 from batchdrop.records import BatchErrorDetail, BatchRecord, JobRecord, openai_fields
@@ -74,6 +75,7 @@ class JobFinisher:
         self._metrics = metrics
         self._resubmit_unfinished = resubmit_unfinished
         self._workdir = workdir
+        self._media = MediaSaver(objects=objects, api=api)
 
     def finish(self, job_id: str, time_left: Callable[[], float]) -> str:
         """ "not_ready", "follow_up" or the job's outcome once it is saved and reported."""
@@ -99,11 +101,11 @@ class JobFinisher:
             if copies is None:
                 logger.info("a duplicate batch has not ended yet", extra={"job_id": job_id})
                 return "not_ready"
-            summary, unfinished_key = self._bring_home(job, parts, copies)
+            summary, unfinished_key, media = self._bring_home(job, parts, copies)
             if self._wants_follow_up(job, parts, summary) and unfinished_key:
                 self._launch_follow_up(job, parts, unfinished_key)
                 return "follow_up"
-            self._record_outcome(job, parts, summary, unfinished_key, copies)
+            self._record_outcome(job, parts, summary, unfinished_key, copies, media)
             job = self._store.get_job(job_id) or job
         self._point_to_newest(job)
         if not self._outbox.send_once(job_id, "outcome", self._notice(job)):
@@ -129,9 +131,10 @@ class JobFinisher:
 
     def _bring_home(
         self, job: JobRecord, parts: list[BatchRecord], copies: list[BatchRecord]
-    ) -> tuple[MergeSummary, str | None]:
-        """Save the raw files and this round's merged results, each written only where nothing
-        is yet: a slow attempt from an earlier round can never write over a later one's."""
+    ) -> tuple[MergeSummary, str | None, SavedMedia | None]:
+        """Save the raw files, this round's merged results and their images or videos, each
+        written only where nothing is yet: a slow attempt from an earlier round can never write
+        over a later one's. Every round saves its media: a video may expire before the next."""
         bucket = job["source_bucket"]
         job_prefix = self._job_prefix(job)
         prefix = round_prefix(job_prefix, _round(parts))
@@ -163,13 +166,14 @@ class JobFinisher:
                 with suppress(AlreadyWrittenError):  # written whole by an earlier attempt
                     self._objects.upload_file(path, bucket, f"{prefix}{name}", create_only=True)
             unfinished_key = f"{prefix}unfinished.jsonl" if summary.unfinished else None
+            media = self._media.save(str(job.get("endpoint", "")), bucket, prefix, scratch)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         logger.info(
             "results saved",
             extra={"job_id": job["job_id"], "results": f"s3://{bucket}/{prefix}results.jsonl"},
         )
-        return summary, unfinished_key
+        return summary, unfinished_key, media
 
     def _job_prefix(self, job: JobRecord) -> str:
         """The job's own results folder, as recorded when it was claimed."""
@@ -322,6 +326,7 @@ class JobFinisher:
         summary: MergeSummary,
         unfinished_key: str | None,
         copies: list[BatchRecord],
+        media: SavedMedia | None = None,
     ) -> None:
         outcome = _outcome(parts, summary)
         usage = _usage([*parts, *copies])  # a duplicate's tokens were paid for too
@@ -349,6 +354,7 @@ class JobFinisher:
                 "job_id": job["job_id"],
                 "source": f"s3://{job['source_bucket']}/{job['source_key']}", **record,
                 "unplaced_results": summary.unplaced_results,  # bounded; counted in full above
+                **({"media": media.to_dict()} if media is not None else {}),
             }, create_only=True)  # fmt: skip
         self._store.update_job(
             job["job_id"], record, expected_status=JobStatus.ACTIVE, finished=True
