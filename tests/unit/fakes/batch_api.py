@@ -161,8 +161,8 @@ class FakeBatchAPI:
         yield BytesIO(content)
 
     @contextmanager
-    def video_content(self, video_id: str) -> Iterator[RawBody]:
-        yield RawBody(self._call("video_content", lambda: self.videos[video_id]))
+    def video_content(self, video_id: str) -> Iterator[Readable]:
+        yield BytesIO(self._call("video_content", lambda: self.videos[video_id]))
 
     # --- uploads --------------------------------------------------------------------------------
 
