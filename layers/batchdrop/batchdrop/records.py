@@ -117,6 +117,10 @@ class JobRecord(TypedDict, total=False):
     bytes: int
     planned_parts: list[PlannedPart]
     submitted_at: int
+    # the file's options, from its S3 metadata: pairs for every batch, and expiry overrides
+    metadata: dict[str, str]
+    input_expiry_seconds: int | None
+    output_expiry_seconds: int | None
     # a refusal
     report_key: str
     problem_count: int

@@ -61,6 +61,9 @@ class FakeBatchAPI:
         self._failures: dict[str, list[_Failure | None]] = {}
         self._ids = 0
         self.files: dict[str, bytes] = {}
+        # What each upload and batch create asked for (seconds; None: OpenAI's default).
+        self.file_expiry: dict[str, int | None] = {}
+        self.output_expiry: dict[str, int | None] = {}
         self.uploads: dict[str, JSON] = {}
         self.batches: dict[str, JSON] = {}  # in creation order
         self.calls: list[str] = []  # every call by method name, failed ones included
@@ -160,20 +163,37 @@ class FakeBatchAPI:
 
     # --- files ----------------------------------------------------------------------------------
 
-    def upload_file(self, filename: str, size: int, body: BodyFactory) -> JSON:
-        return self._call("upload_file", lambda: self._store_file(filename, size, body()))
+    def upload_file(
+        self, filename: str, size: int, body: BodyFactory, *, expires_after: int | None = None
+    ) -> JSON:
+        def upload() -> JSON:
+            file = self._store_file(filename, size, body())
+            self.file_expiry[file["id"]] = expires_after
+            return file
+
+        return self._call("upload_file", upload)
 
     @contextmanager
     def file_content(self, file_id: str) -> Iterator[Response]:
         content = self._call("file_content", lambda: self.files[file_id])
         yield Response(content)
 
+    @contextmanager
+    def file_stream(self, file_id: str) -> Iterator[RawBody]:
+        with self.file_content(file_id) as response:
+            yield response.raw
+
     # --- uploads --------------------------------------------------------------------------------
 
-    def create_upload(self, filename: str, size: int) -> JSON:
+    def create_upload(self, filename: str, size: int, *, expires_after: int | None = None) -> JSON:
         def create() -> JSON:
             upload: JSON = {"id": self._id("upload"), "filename": filename, "bytes": size}
-            self.uploads[upload["id"]] = {**upload, "status": "pending", "parts": {}}
+            self.uploads[upload["id"]] = {
+                **upload,
+                "status": "pending",
+                "parts": {},
+                "expires_after": expires_after,
+            }
             return upload
 
         return self._call("create_upload", create)
@@ -195,6 +215,7 @@ class FakeBatchAPI:
                 raise refused(400, "upload_not_pending")
             content = b"".join(upload["parts"][part_id] for part_id in part_ids)
             file = self._store_file(upload["filename"], upload["bytes"], [content])
+            self.file_expiry[file["id"]] = upload["expires_after"]
             upload["status"] = "completed"
             return {"id": upload_id, "status": "completed", "file": file}
 
@@ -209,10 +230,20 @@ class FakeBatchAPI:
 
     # --- batches --------------------------------------------------------------------------------
 
-    def create_batch(self, input_file_id: str, endpoint: str, metadata: Mapping[str, str]) -> JSON:
-        return self._call(
-            "create_batch", lambda: dict(self._new_batch(input_file_id, endpoint, metadata))
-        )
+    def create_batch(
+        self,
+        input_file_id: str,
+        endpoint: str,
+        metadata: Mapping[str, str],
+        *,
+        output_expires_after: int | None = None,
+    ) -> JSON:
+        def create() -> JSON:
+            batch = self._new_batch(input_file_id, endpoint, metadata)
+            self.output_expiry[batch["id"]] = output_expires_after
+            return dict(batch)
+
+        return self._call("create_batch", create)
 
     def retrieve_batch(self, batch_id: str) -> JSON:
         return self._call("retrieve_batch", lambda: dict(self.batches[batch_id]))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
@@ -29,6 +31,7 @@ class NoSuchKey(LookupError):
 @dataclass
 class _Versions:
     bodies: list[bytes] = field(default_factory=list)
+    metadata: list[dict[str, str]] = field(default_factory=list)  # per version, as S3 keeps it
 
     @property
     def etag(self) -> str:
@@ -44,9 +47,12 @@ class FakeObjectStore:
 
     # --- for tests ------------------------------------------------------------------------------
 
-    def put(self, bucket: str, key: str, body: bytes) -> str:
-        """Upload an object as a user would; returns its version id."""
-        self.write(bucket, key, body, create_only=False)
+    def put(
+        self, bucket: str, key: str, body: bytes, metadata: dict[str, str] | None = None
+    ) -> str:
+        """Upload an object as a user would, with its user-defined metadata (ASCII, as S3
+        takes it); returns its version id."""
+        self.write(bucket, key, body, create_only=False, metadata=metadata)
         return self.version_id(bucket, key)
 
     def read(self, bucket: str, key: str) -> bytes:
@@ -95,6 +101,11 @@ class FakeObjectStore:
         versions = self._objects.get((bucket, key))
         return len(versions.bodies[-1]) if versions else None
 
+    def user_metadata(self, bucket: str, key: str, version_id: str | None = None) -> dict[str, str]:
+        self._maybe_fail("user_metadata")
+        metadata = self._versions(bucket, key).metadata
+        return dict(metadata[int(version_id) - 1] if version_id else metadata[-1])
+
     def put_json(self, bucket: str, key: str, document: Any, *, create_only: bool = False) -> None:
         self._maybe_fail("put_json")
         body = json.dumps(document, indent=2, ensure_ascii=False).encode()
@@ -113,23 +124,49 @@ class FakeObjectStore:
             current = versions.etag if versions else None
             if current != etag:
                 return False
-            self._objects.setdefault((bucket, key), _Versions()).bodies.append(body)
+            versions = self._objects.setdefault((bucket, key), _Versions())
+            versions.bodies.append(body)
+            versions.metadata.append({})
         return True
 
     def upload_file(self, path: Path, bucket: str, key: str, *, create_only: bool = False) -> None:
         self._maybe_fail("upload_file")
         self.write(bucket, key, path.read_bytes(), create_only=create_only)
 
+    def upload_stream(
+        self, source: Readable, bucket: str, key: str, *, create_only: bool = False
+    ) -> None:
+        self._maybe_fail("upload_stream")
+        self.write(bucket, key, _read_all(source), create_only=create_only)
+
+    @contextmanager
+    def writer(self, bucket: str, key: str, *, create_only: bool = False) -> Iterator[BytesIO]:
+        """Whole once the block ends, nothing if it raises, as S3's multipart writer."""
+        self._maybe_fail("writer")
+        sink = BytesIO()
+        yield sink
+        self.write(bucket, key, sink.getvalue(), create_only=create_only)
+
     def presigned_url(self, bucket: str, key: str) -> str:
         return f"https://{bucket}.s3.example/{key}?X-Amz-Expires=604800"
 
     # --- shared by both faces -------------------------------------------------------------------
 
-    def write(self, bucket: str, key: str, body: bytes, *, create_only: bool) -> None:
+    def write(
+        self,
+        bucket: str,
+        key: str,
+        body: bytes,
+        *,
+        create_only: bool,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
         with self._lock:
             if create_only and (bucket, key) in self._objects:
                 raise AlreadyWrittenError(f"s3://{bucket}/{key} exists")
-            self._objects.setdefault((bucket, key), _Versions()).bodies.append(bytes(body))
+            versions = self._objects.setdefault((bucket, key), _Versions())
+            versions.bodies.append(bytes(body))
+            versions.metadata.append({k.lower(): v for k, v in (metadata or {}).items()})
 
     def _versions(self, bucket: str, key: str) -> _Versions:
         versions = self._objects.get((bucket, key))
@@ -183,3 +220,7 @@ class FakeS3Client:
 
 def _precondition_failed(operation: str) -> ClientError:
     return ClientError({"Error": {"Code": "PreconditionFailed", "Message": "exists"}}, operation)
+
+
+def _read_all(source: Readable) -> bytes:
+    return b"".join(iter(lambda: source.read(1024 * 1024), b""))

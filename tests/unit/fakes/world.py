@@ -17,6 +17,7 @@ from aws_lambda_powertools import Logger
 
 from batchdrop import SERVICE
 from batchdrop.adapters.openai_api import RetryPolicy
+from batchdrop.domain.limits import Limits
 from batchdrop.domain.model import SourceObject
 from batchdrop.jobs.duplicate_batches import DuplicateBatchSweeper
 from batchdrop.jobs.finish import JobFinisher
@@ -83,11 +84,10 @@ class World:
             input_prefix=INPUT_PREFIX,
             objects=self.objects,  # type: ignore[arg-type]
             store=self.store,  # type: ignore[arg-type]
-            api=self.api,  # type: ignore[arg-type]
+            launcher=self.launcher(),
             outbox=self.outbox(),
             metrics=self.metrics,  # type: ignore[arg-type]
-            retry=self.retry,
-            validation_limits=dict(self.options.limits),
+            limits=Limits(**self.options.limits),  # type: ignore[arg-type]
         )
 
     def finisher(self) -> JobFinisher:
@@ -137,9 +137,10 @@ class World:
 
     # --- the user's side ------------------------------------------------------------------------
 
-    def drop(self, key: str, body: bytes) -> SourceObject:
-        """Put a file in the bucket; the object the S3 event would name."""
-        version = self.objects.put(BUCKET, key, body)
+    def drop(self, key: str, body: bytes, metadata: dict[str, str] | None = None) -> SourceObject:
+        """Put a file in the bucket, with its S3 user metadata; the object the S3 event would
+        name."""
+        version = self.objects.put(BUCKET, key, body, metadata)
         return SourceObject(BUCKET, key, len(body), f'"etag-{key}"', f"seq{version}", version)
 
     def submit(self, key: str = "requests/chat.jsonl", requests: int = 3) -> SubmitOutcome:

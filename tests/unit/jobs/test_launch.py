@@ -8,7 +8,7 @@ import pytest
 
 from batchdrop.adapters.openai_api import OpenAIError, RetryPolicy
 from batchdrop.domain.approval import ApprovedBytes, UploadAbandoned
-from batchdrop.domain.validation import Chunk, Part
+from batchdrop.domain.split_plan import Chunk, Part
 from batchdrop.jobs.launch import (
     ADOPTION_WINDOW_SECONDS,
     ObjectVersion,
@@ -19,7 +19,7 @@ from tests.unit.fakes.batch_api import FakeBatchAPI, ambiguous, refused
 from tests.unit.fakes.world import BUCKET, World
 
 TOKEN = "token-1"
-METADATA = batch_metadata("job-1", 0, "requests/x.jsonl", TOKEN)
+METADATA = batch_metadata("job-1", 0, TOKEN)
 SETTLE = settle_delays(FakeBatchAPI.read_timeout)
 
 

@@ -286,6 +286,7 @@ class JobFinisher:
                 part,
                 f"{stem}.unfinished{round_number}.{offset + 1}.jsonl",
                 verbatim=plan.verbatim,
+                expiry_seconds=job.get("input_expiry_seconds"),
             )
             token = uuid.uuid4().hex
             self._store.add_follow_up(
@@ -303,9 +304,10 @@ class JobFinisher:
             batch = self._launcher.create_or_adopt(
                 file_id=file_id,
                 endpoint=str(job["endpoint"]),
-                metadata=batch_metadata(job_id, index, job["source_key"], token),
+                metadata=batch_metadata(job_id, index, token, job.get("metadata")),
                 recorded_at=self._store.now(),
                 look_first=False,
+                output_expiry_seconds=job.get("output_expiry_seconds"),
             )
             self._store.record_batch(job_id, index, batch)
             logger.info(
