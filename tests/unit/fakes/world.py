@@ -54,6 +54,8 @@ class Options:
     submit_resume_limit: int = 8
     submit_give_up_seconds: int = 24 * 3600
     concurrency: int = 4
+    input_expiry_seconds: int | None = None  # None: OpenAI's default, nothing sent
+    output_expiry_seconds: int | None = None
 
 
 class World:
@@ -77,7 +79,13 @@ class World:
         return NoticeOutbox(self.store, self.publisher)  # type: ignore[arg-type]
 
     def launcher(self) -> BatchLauncher:
-        return BatchLauncher(self.objects, self.api, self.retry)  # type: ignore[arg-type]
+        return BatchLauncher(
+            self.objects,  # type: ignore[arg-type]
+            self.api,  # type: ignore[arg-type]
+            self.retry,
+            input_expiry_seconds=self.options.input_expiry_seconds,
+            output_expiry_seconds=self.options.output_expiry_seconds,
+        )
 
     def submitter(self) -> Submitter:
         return Submitter(
