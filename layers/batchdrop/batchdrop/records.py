@@ -143,7 +143,8 @@ class JobRecord(TypedDict, total=False):
     unplaced: int
     failed_by_code: dict[str, int]
     unplaced_by_reason: dict[str, int]
-    usage: dict[str, int]
+    usage: dict[str, int]  # summed over every batch, flat (domain/usage.py)
+    models: list[str]  # the models OpenAI says ran the batches
     results_key: str
     unfinished_key: str | None
     not_succeeded_key: str | None
