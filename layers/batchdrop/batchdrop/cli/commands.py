@@ -1,7 +1,7 @@
 """The `batchdrop` command: drive a deployed stack, or run the whole pipeline on this machine.
 
     batchdrop local up                 start the local stack (moto + the OpenAI simulator)
-    batchdrop submit FILE... [--wait]  validate locally, upload, optionally follow to the end
+    batchdrop submit FILE... [--wait] [--metadata K=V]...  validate, upload (with metadata), follow
     batchdrop status [JOB]             a table of jobs, or one job's full record
     batchdrop results JOB [-o DIR]     download the merged results (--raw: OpenAI's files too)
     batchdrop cancel JOB               ask the poll function to cancel the job's batches
