@@ -42,8 +42,10 @@ class Pipeline:
         assert isinstance(clock, ManualClock)
         return clock
 
-    def submit(self, key: str, body: bytes) -> dict[str, Any]:
-        result = self.submit_function.invoke(drop(self.bucket, key, body))
+    def submit(
+        self, key: str, body: bytes, metadata: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        result = self.submit_function.invoke(drop(self.bucket, key, body, metadata=metadata))
         outcome: dict[str, Any] = result["outcomes"][0]
         return outcome
 

@@ -46,11 +46,18 @@ def jsonl(lines: list[dict[str, Any]]) -> bytes:
     return b"".join(json.dumps(line).encode() + b"\n" for line in lines)
 
 
-def drop(bucket: str, key: str, body: bytes, template: str = "s3_put.json") -> dict[str, Any]:
-    """Upload an object, then return the S3 event AWS would send for it."""
+def drop(
+    bucket: str,
+    key: str,
+    body: bytes,
+    template: str = "s3_put.json",
+    metadata: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Upload an object (with its S3 user metadata), then return the S3 event AWS would send
+    for it."""
     import boto3  # here, not above: the unit tests use this module and never need boto3
 
-    put = boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=body)
+    put = boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=body, Metadata=metadata or {})
     return object_created(
         bucket=bucket,
         key=key,

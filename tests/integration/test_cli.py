@@ -91,6 +91,36 @@ def test_results_download_the_images_beside_the_results(
     assert (tmp_path / "out" / "pic-1(2).png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
+def test_submit_metadata_reaches_every_batch_and_status_shows_it_with_the_tokens(
+    local_stack: tuple[LocalStack, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    local, state = local_stack
+    requests_file = tmp_path / "tagged.jsonl"
+    requests_file.write_bytes(jsonl(request_lines(3)))
+
+    assert run(
+        state, "submit", str(requests_file), "--wait", "--timeout", "60",
+        "--metadata", "customer_id=user_123",
+        "--metadata", "batch_description=Nightly eval ☕",
+        "--metadata", "batchdrop-output-expiry-seconds=86400",
+    ) == 0  # fmt: skip
+    capsys.readouterr()
+
+    (batch,) = [b for b in local.sim.batches.values() if b["metadata"].get("customer_id")]
+    assert batch["metadata"]["customer_id"] == "user_123"
+    assert batch["metadata"]["batch_description"] == "Nightly eval ☕"
+    assert "batchdrop-output-expiry-seconds" not in batch["metadata"]
+    assert run(state, "status", "tagged.jsonl") == 0
+    details = capsys.readouterr().out
+    assert "metadata: batch_description = Nightly eval ☕" in details
+    assert "metadata: customer_id = user_123" in details
+    assert re.search(r"tokens:   [\d,]+ in, [\d,]+ out, [\d,]+ total", details)
+    assert run(state, "--json", "status", "tagged.jsonl") == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["metadata"] == {"batch_description": "Nightly eval ☕", "customer_id": "user_123"}
+    assert record["usage"]["total_tokens"] == batch["usage"]["total_tokens"]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -99,6 +129,8 @@ def test_results_download_the_images_beside_the_results(
         (["results", "nobody.jsonl"], "no job 'nobody.jsonl'"),
         (["cancel", "0123456789abcdef"], "no job '0123456789abcdef'"),
         (["retry", "0123456789abcdef"], "no job '0123456789abcdef'"),
+        (["submit", "any.jsonl", "--metadata", "novalue"], "write it as KEY=VALUE"),
+        (["submit", "any.jsonl", "--metadata", f"{'k' * 65}=v"], "OpenAI allows 64"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_a_failing_exit(

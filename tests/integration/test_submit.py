@@ -40,7 +40,10 @@ def test_a_valid_file_becomes_one_batch_for_each_endpoint(
     (batch_id,) = outcome["batch_ids"]
     batch = openai_sim.batches[batch_id]
     assert batch["endpoint"] == endpoint
-    assert batch["metadata"]["source_key"] == "requests/job.jsonl"
+    assert batch["metadata"] == {  # batchdrop's two pairs, no more
+        "batchdrop_part": f"{outcome['job_id']}/0",
+        "submission_token": batch["metadata"]["submission_token"],
+    }
     uploaded = openai_sim.file_bytes(batch["input_file_id"])
     assert uploaded == body
     items = {item["sk"]: item for item in job_items(stack)}
@@ -54,6 +57,7 @@ def test_a_valid_file_becomes_one_batch_for_each_endpoint(
 def test_a_key_with_spaces_plus_and_unicode_is_decoded_as_s3_encodes_it(
     load_function: Callable[[str], Function],
     bucket: str,
+    stack: DeployedStack,
     openai_sim: BatchSimulator,
 ) -> None:
     key = "requests/summer sales é+2026.jsonl"
@@ -63,7 +67,9 @@ def test_a_key_with_spaces_plus_and_unicode_is_decoded_as_s3_encodes_it(
     result = load_function("SubmitFunction").invoke(event)
 
     (batch_id,) = result["outcomes"][0]["batch_ids"]
-    assert openai_sim.batches[batch_id]["metadata"]["source_key"] == key
+    assert batch_id in openai_sim.batches
+    (job,) = [item for item in job_items(stack) if item["sk"] == "JOB"]
+    assert job["source_key"] == key
 
 
 def test_every_record_of_a_multi_record_event_is_submitted(

@@ -41,7 +41,10 @@ def test_fifty_thousand_and_one_lines_become_two_batches_in_one_job(
     (outcome,) = result["outcomes"]
     assert outcome["request_count"] == 50_001
     first, second = (openai_sim.batches[b] for b in outcome["batch_ids"])
-    assert first["metadata"]["batchdrop_job"] == second["metadata"]["batchdrop_job"]
+    assert (first["metadata"]["batchdrop_part"], second["metadata"]["batchdrop_part"]) == (
+        f"{outcome['job_id']}/0",
+        f"{outcome['job_id']}/1",
+    )
     first_file = openai_sim.file_bytes(first["input_file_id"])
     second_file = openai_sim.file_bytes(second["input_file_id"])
     assert first_file.count(b"\n") == 50_000

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import pytest
 
+from batchdrop.domain.file_options import MAX_EXPIRY_SECONDS, MIN_EXPIRY_SECONDS
 from batchdrop.settings import ConfigurationError, Settings
 from local.lambda_runtime import Function
 from local.template_stack import load_template
@@ -130,3 +131,32 @@ def test_a_cold_start_with_an_unsafe_setting_fails(
 ) -> None:
     with pytest.raises(ConfigurationError, match=f"{variable}.*{re.escape(reason)}"):
         load_function(function, **{variable: value})
+
+
+EXPIRY_PARAMETERS = {
+    "InputFileExpirySeconds": "INPUT_FILE_EXPIRY_SECONDS",
+    "OutputFileExpirySeconds": "OUTPUT_FILE_EXPIRY_SECONDS",
+}
+
+
+@pytest.mark.parametrize(("parameter", "variable"), EXPIRY_PARAMETERS.items())
+def test_expiry_parameters_keep_to_openais_bounds_at_deploy_and_at_cold_start(
+    parameter: str, variable: str
+) -> None:
+    declared = load_template()["Parameters"][parameter]
+    assert (declared["MinValue"], declared["MaxValue"]) == (
+        MIN_EXPIRY_SECONDS,
+        MAX_EXPIRY_SECONDS,
+    )
+    assert MIN_EXPIRY_SECONDS <= declared["Default"] <= MAX_EXPIRY_SECONDS
+    for refused in ("3599", "2592001", "0", "a week"):
+        assert not settings_accept(variable, refused)
+    for accepted in ("3600", "2592000", str(declared["Default"])):
+        assert settings_accept(variable, accepted)
+
+
+def test_the_output_expiry_outlives_a_needs_attention_retry_by_default() -> None:
+    """Results must still be on OpenAI when `batchdrop retry` finishes a set-aside job."""
+    parameters = load_template()["Parameters"]
+    assert parameters["OutputFileExpirySeconds"]["Default"] == MAX_EXPIRY_SECONDS
+    assert parameters["InputFileExpirySeconds"]["Default"] >= 24 * 3600  # a batch's window

@@ -24,6 +24,7 @@ from batchdrop.cli.stack_client import BatchdropClient, StackInfo
 from batchdrop.cli.views import UserError
 from batchdrop.domain.limits import Limits
 from batchdrop.domain.model import SourceObject
+from batchdrop.jobs.launch import part_reference
 from local.lambda_runtime import Function
 from local.simulator import BatchSimulator, ManualClock
 from local.simulator.faults import Fault
@@ -296,10 +297,13 @@ class Soak:
 
     def _choose(self, metadata: dict[str, str] | None) -> Outcome | None:
         """Each batch's fate, by its job and part, whatever order concurrent creates arrive in."""
-        job = self.dropped.get((metadata or {}).get("batchdrop_job", ""))
-        if job is None or metadata is None:
+        reference = part_reference(metadata or {})
+        if reference is None:
             return None
-        part = int(metadata.get("batchdrop_part", "0"))
+        job_id, part = reference
+        job = self.dropped.get(job_id)
+        if job is None:
+            return None
         fate = job.script.fates.get(part)
         if fate is None:
             return None

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from batchdrop.jobs.launch import part_reference
 from local.simulator import BatchSimulator
 from tests.soak.harness import ENDED, Dropped, Observations, latest_version
 
@@ -71,7 +72,7 @@ def sim_batches(sim: BatchSimulator) -> list[SimBatch]:
         found.append(
             SimBatch(
                 id=batch_id,
-                job_id=metadata.get("batchdrop_job", ""),
+                job_id=(part_reference(metadata) or ("", 0))[0],
                 token=metadata.get("submission_token", ""),
                 status=batch["status"],
                 created_at=int(batch["created_at"]),

@@ -29,7 +29,7 @@ class FlakyBatches:
         self.creates = 0
         self.looks = 0
 
-    def create_batch(self, *_args: object) -> Any:
+    def create_batch(self, *_args: object, **_options: object) -> Any:
         self.creates += 1
         error = OpenAIError(None, "ConnectionError", "connection reset")
         error.ambiguous = True

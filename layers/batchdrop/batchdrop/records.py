@@ -117,6 +117,10 @@ class JobRecord(TypedDict, total=False):
     bytes: int
     planned_parts: list[PlannedPart]
     submitted_at: int
+    # the file's options, from its S3 metadata: pairs for every batch, and expiry overrides
+    metadata: dict[str, str]
+    input_expiry_seconds: int | None
+    output_expiry_seconds: int | None
     # a refusal
     report_key: str
     problem_count: int
@@ -139,7 +143,8 @@ class JobRecord(TypedDict, total=False):
     unplaced: int
     failed_by_code: dict[str, int]
     unplaced_by_reason: dict[str, int]
-    usage: dict[str, int]
+    usage: dict[str, int]  # summed over every batch, flat (domain/usage.py)
+    models: list[str]  # the models OpenAI says ran the batches
     results_key: str
     unfinished_key: str | None
     not_succeeded_key: str | None

@@ -78,7 +78,7 @@ def poller(settings: Settings, metrics: Metrics) -> Poller:
     store = job_store(settings)
     api = openai_api(settings)
     objects = object_store()
-    launcher = BatchLauncher(objects, api, retry_policy)
+    launcher = _launcher(settings, objects, api)
     outbox = notice_outbox(settings, store)
     finisher = JobFinisher(
         input_prefix=settings.input_prefix,
@@ -124,8 +124,18 @@ def submitter(settings: Settings, metrics: Metrics) -> Submitter:
         metrics,
         store,
         objects,
-        BatchLauncher(objects, openai_api(settings), retry_policy),
+        _launcher(settings, objects, openai_api(settings)),
         notice_outbox(settings, store),
+    )
+
+
+def _launcher(settings: Settings, objects: ObjectStore, api: BatchAPI) -> BatchLauncher:
+    return BatchLauncher(
+        objects,
+        api,
+        retry_policy,
+        input_expiry_seconds=settings.input_file_expiry_seconds,
+        output_expiry_seconds=settings.output_file_expiry_seconds,
     )
 
 

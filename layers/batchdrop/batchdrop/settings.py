@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
+from batchdrop.domain.file_options import MAX_EXPIRY_SECONDS, MIN_EXPIRY_SECONDS
 from batchdrop.domain.limits import (
     DEFAULT_MAX_FILE_BYTES,
     DEFAULT_MAX_FILE_REQUESTS,
@@ -16,6 +17,12 @@ from batchdrop.domain.limits import (
 )
 from batchdrop.domain.model import OUTPUT_PREFIXES
 from batchdrop.errors import ConfigurationError as ConfigurationError  # callers import it here
+
+# A batch runs for up to 24 h on its input file; a week leaves room for a slow queue.
+DEFAULT_INPUT_FILE_EXPIRY_SECONDS = 7 * 86_400
+# The output must outlive a finish that goes to needs_attention and waits for `batchdrop retry`:
+# OpenAI's longest, 30 days.
+DEFAULT_OUTPUT_FILE_EXPIRY_SECONDS = MAX_EXPIRY_SECONDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +43,9 @@ class Settings:
     submit_give_up_hours: int = 24
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     max_file_requests: int = DEFAULT_MAX_FILE_REQUESTS
+    # How long OpenAI keeps uploaded input files, and each batch's output and error files.
+    input_file_expiry_seconds: int = DEFAULT_INPUT_FILE_EXPIRY_SECONDS
+    output_file_expiry_seconds: int = DEFAULT_OUTPUT_FILE_EXPIRY_SECONDS
 
     @property
     def limits(self) -> Limits:
@@ -67,6 +77,12 @@ class Settings:
             # early upload is abandoned when a second batch begins, at the latest at the cap.
             max_file_requests=_positive_int(
                 env, "MAX_FILE_REQUESTS", DEFAULT_MAX_FILE_REQUESTS, minimum=MAX_REQUESTS_PER_BATCH
+            ),
+            input_file_expiry_seconds=_expiry(
+                env, "INPUT_FILE_EXPIRY_SECONDS", DEFAULT_INPUT_FILE_EXPIRY_SECONDS
+            ),
+            output_file_expiry_seconds=_expiry(
+                env, "OUTPUT_FILE_EXPIRY_SECONDS", DEFAULT_OUTPUT_FILE_EXPIRY_SECONDS
             ),
         )
 
@@ -159,6 +175,14 @@ def _positive_int(env: Mapping[str, str], name: str, default: int, minimum: int 
         raise ConfigurationError(f"{name} must be a whole number, got {raw!r}") from None
     if value < minimum:
         raise ConfigurationError(f"{name} must be at least {minimum:,}, got {value}")
+    return value
+
+
+def _expiry(env: Mapping[str, str], name: str, default: int) -> int:
+    """An expiry in seconds within OpenAI's bounds, which it would refuse on every upload."""
+    value = _positive_int(env, name, default, minimum=MIN_EXPIRY_SECONDS)
+    if value > MAX_EXPIRY_SECONDS:
+        raise ConfigurationError(f"{name} must be at most {MAX_EXPIRY_SECONDS:,}, got {value}")
     return value
 
 

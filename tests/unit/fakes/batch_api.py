@@ -53,6 +53,9 @@ class FakeBatchAPI:
         self._ids = 0
         self.files: dict[str, bytes] = {}
         self.videos: dict[str, bytes] = {}  # a video's content by its id
+        # What each upload and batch create asked for (seconds; None: OpenAI's default).
+        self.file_expiry: dict[str, int | None] = {}
+        self.output_expiry: dict[str, int | None] = {}
         self.uploads: dict[str, JSON] = {}
         self.batches: dict[str, JSON] = {}  # in creation order
         self.calls: list[str] = []  # every call by method name, failed ones included
@@ -152,8 +155,15 @@ class FakeBatchAPI:
 
     # --- files ----------------------------------------------------------------------------------
 
-    def upload_file(self, filename: str, size: int, body: BodyFactory) -> FileObject:
-        return self._call("upload_file", lambda: self._store_file(filename, size, body()))
+    def upload_file(
+        self, filename: str, size: int, body: BodyFactory, *, expires_after: int | None = None
+    ) -> FileObject:
+        def upload() -> FileObject:
+            file = self._store_file(filename, size, body())
+            self.file_expiry[file["id"]] = expires_after
+            return file
+
+        return self._call("upload_file", upload)
 
     @contextmanager
     def file_stream(self, file_id: str) -> Iterator[Readable]:
@@ -166,10 +176,18 @@ class FakeBatchAPI:
 
     # --- uploads --------------------------------------------------------------------------------
 
-    def create_upload(self, filename: str, size: int) -> Upload:
+    def create_upload(
+        self, filename: str, size: int, *, expires_after: int | None = None
+    ) -> Upload:
         def create() -> Upload:
             upload_id = self._id("upload")
-            stored = {"id": upload_id, "filename": filename, "bytes": size, "parts": {}}
+            stored = {
+                "id": upload_id,
+                "filename": filename,
+                "bytes": size,
+                "parts": {},
+                "expires_after": expires_after,
+            }
             self.uploads[upload_id] = {**stored, "status": "pending"}
             return {"id": upload_id, "status": "pending"}
 
@@ -192,6 +210,7 @@ class FakeBatchAPI:
                 raise refused(400, "upload_not_pending")
             content = b"".join(upload["parts"][part_id] for part_id in part_ids)
             file = self._store_file(upload["filename"], upload["bytes"], [content])
+            self.file_expiry[file["id"]] = upload["expires_after"]
             upload["status"] = "completed"
             return {"id": upload_id, "status": "completed", "file": file}
 
@@ -206,10 +225,20 @@ class FakeBatchAPI:
 
     # --- batches --------------------------------------------------------------------------------
 
-    def create_batch(self, input_file_id: str, endpoint: str, metadata: Mapping[str, str]) -> Batch:
-        return self._call(
-            "create_batch", lambda: _as_batch(self._new_batch(input_file_id, endpoint, metadata))
-        )
+    def create_batch(
+        self,
+        input_file_id: str,
+        endpoint: str,
+        metadata: Mapping[str, str],
+        *,
+        output_expires_after: int | None = None,
+    ) -> Batch:
+        def create() -> Batch:
+            batch = self._new_batch(input_file_id, endpoint, metadata)
+            self.output_expiry[batch["id"]] = output_expires_after
+            return _as_batch(batch)
+
+        return self._call("create_batch", create)
 
     def retrieve_batch(self, batch_id: str) -> Batch:
         return self._call("retrieve_batch", lambda: _as_batch(self.batches[batch_id]))

@@ -30,6 +30,7 @@ class NoSuchKey(LookupError):
 @dataclass
 class _Versions:
     bodies: list[bytes] = field(default_factory=list)
+    metadata: list[dict[str, str]] = field(default_factory=list)  # per version, as S3 keeps it
 
     @property
     def etag(self) -> str:
@@ -44,9 +45,12 @@ class FakeObjectStore:
 
     # --- for tests --------------------------------------------------------------------------------
 
-    def put(self, bucket: str, key: str, body: bytes) -> str:
-        """Upload an object as a user would; returns its version id."""
-        self._write(bucket, key, body, create_only=False)
+    def put(
+        self, bucket: str, key: str, body: bytes, metadata: dict[str, str] | None = None
+    ) -> str:
+        """Upload an object as a user would, with its user-defined metadata (ASCII, as S3
+        takes it); returns its version id."""
+        self._write(bucket, key, body, create_only=False, metadata=metadata)
         return self.version_id(bucket, key)
 
     def read(self, bucket: str, key: str) -> bytes:
@@ -95,6 +99,11 @@ class FakeObjectStore:
         versions = self._objects.get((bucket, key))
         return len(versions.bodies[-1]) if versions else None
 
+    def user_metadata(self, bucket: str, key: str, version_id: str | None = None) -> dict[str, str]:
+        self._maybe_fail("user_metadata")
+        metadata = self._versions(bucket, key).metadata
+        return dict(metadata[int(version_id) - 1] if version_id else metadata[-1])
+
     def put_json(self, bucket: str, key: str, document: Any, *, create_only: bool = False) -> None:
         self._maybe_fail("put_json")
         body = json.dumps(document, indent=2, ensure_ascii=False).encode()
@@ -113,7 +122,9 @@ class FakeObjectStore:
             current = versions.etag if versions else None
             if current != etag:
                 return False
-            self._objects.setdefault((bucket, key), _Versions()).bodies.append(body)
+            versions = self._objects.setdefault((bucket, key), _Versions())
+            versions.bodies.append(body)
+            versions.metadata.append({})
         return True
 
     def upload_file(self, path: Path, bucket: str, key: str, *, create_only: bool = False) -> None:
@@ -140,11 +151,21 @@ class FakeObjectStore:
 
     # --- internals --------------------------------------------------------------------------------
 
-    def _write(self, bucket: str, key: str, body: bytes, *, create_only: bool) -> None:
+    def _write(
+        self,
+        bucket: str,
+        key: str,
+        body: bytes,
+        *,
+        create_only: bool,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
         with self._lock:
             if create_only and (bucket, key) in self._objects:
                 raise AlreadyWrittenError(f"s3://{bucket}/{key} exists")
-            self._objects.setdefault((bucket, key), _Versions()).bodies.append(bytes(body))
+            versions = self._objects.setdefault((bucket, key), _Versions())
+            versions.bodies.append(bytes(body))
+            versions.metadata.append({k.lower(): v for k, v in (metadata or {}).items()})
 
     def _versions(self, bucket: str, key: str) -> _Versions:
         versions = self._objects.get((bucket, key))

@@ -55,6 +55,8 @@ class Options:
     submit_resume_limit: int = 8
     submit_give_up_seconds: int = 24 * 3600
     concurrency: int = 4
+    input_expiry_seconds: int | None = None  # None: OpenAI's default, nothing sent
+    output_expiry_seconds: int | None = None
 
 
 class World:
@@ -78,7 +80,13 @@ class World:
         return NoticeOutbox(self.store, self.publisher)
 
     def launcher(self) -> BatchLauncher:
-        return BatchLauncher(self.objects, self.api, self.retry)
+        return BatchLauncher(
+            self.objects,
+            self.api,
+            self.retry,
+            input_expiry_seconds=self.options.input_expiry_seconds,
+            output_expiry_seconds=self.options.output_expiry_seconds,
+        )
 
     def submitter(self) -> Submitter:
         return Submitter(
@@ -138,9 +146,10 @@ class World:
 
     # --- the user's side ------------------------------------------------------------------------
 
-    def drop(self, key: str, body: bytes) -> SourceObject:
-        """Put a file in the bucket; the object the S3 event would name."""
-        version = self.objects.put(BUCKET, key, body)
+    def drop(self, key: str, body: bytes, metadata: dict[str, str] | None = None) -> SourceObject:
+        """Put a file in the bucket, with its S3 user metadata; the object the S3 event would
+        name."""
+        version = self.objects.put(BUCKET, key, body, metadata)
         return SourceObject(BUCKET, key, len(body), f'"etag-{key}"', f"seq{version}", version)
 
     def submit(self, key: str = "requests/chat.jsonl", requests: int = 3) -> SubmitOutcome:

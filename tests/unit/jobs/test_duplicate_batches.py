@@ -48,7 +48,7 @@ def test_batches_sharing_a_token_no_part_records_yet_are_left_to_their_launch(
     world: World,
 ) -> None:
     job_id = world.submit().job_id
-    token = {"batchdrop_job": job_id, "batchdrop_part": "7", "submission_token": "tok"}
+    token = {"batchdrop_part": f"{job_id}/7", "submission_token": "tok"}
     for _ in range(2):
         world.api.add_batch(metadata=token, created_at=world.store.now())
 

@@ -62,7 +62,13 @@ def test_a_completed_job_brings_results_home_in_input_order_and_emails_once(worl
     assert [r["status"] for r in results] == ["succeeded", "failed", "failed"] + ["succeeded"] * 2
     job = world.store.job(job_id)
     assert (job["status"], job["total"], job["succeeded"], job["failed"]) == ("completed", 5, 3, 2)
-    assert job["usage"] == {"input_tokens": 7, "output_tokens": 5, "total_tokens": 12}
+    assert job["usage"] == {
+        "input_tokens": 7,
+        "cached_tokens": 0,
+        "output_tokens": 5,
+        "reasoning_tokens": 0,
+        "total_tokens": 12,
+    }
     assert job["failed_by_code"] == {"invalid_request": 2}  # the code the body's error gives
     assert job["results_key"] == f"{job['results_prefix']}results.jsonl"
     assert summary_of(world, job_id)["status"] == "completed"

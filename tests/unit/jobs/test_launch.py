@@ -19,7 +19,7 @@ from tests.unit.fakes.batch_api import FakeBatchAPI, ambiguous, refused
 from tests.unit.fakes.world import BUCKET, World
 
 TOKEN = "token-1"
-METADATA = batch_metadata("job-1", 0, "requests/x.jsonl", TOKEN)
+METADATA = batch_metadata("job-1", 0, TOKEN)
 SETTLE = settle_delays(FakeBatchAPI.read_timeout)
 
 

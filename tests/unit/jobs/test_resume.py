@@ -138,9 +138,9 @@ def test_a_resumption_carries_on_from_the_first_part_without_a_batch() -> None:
     assert world.api.count("create_batch") == 2 + 2  # part 0, the killed create, parts 1 and 2
     parts = world.parts(source.job_id)
     assert [world.api.batches[p["batch_id"]]["metadata"]["batchdrop_part"] for p in parts] == [
-        "0",
-        "1",
-        "2",
+        f"{source.job_id}/0",
+        f"{source.job_id}/1",
+        f"{source.job_id}/2",
     ]
     assert len(world.api.batches) == 3
 

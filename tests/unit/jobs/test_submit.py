@@ -44,7 +44,10 @@ def test_a_dropped_file_becomes_one_active_job_with_its_batch_recorded(world: Wo
     assert part["batch_id"] == batch_id
     metadata = world.api.batches[batch_id]["metadata"]
     assert metadata["submission_token"] == part["submission_token"]
-    assert (metadata["batchdrop_job"], metadata["batchdrop_part"]) == (source.job_id, "0")
+    assert metadata == {  # batchdrop's bookkeeping: two pairs, leaving the user 14 of 16
+        "batchdrop_part": f"{source.job_id}/0",
+        "submission_token": part["submission_token"],
+    }
     assert world.api.input_lines(batch_id) == request_lines(3)
     assert [item["batch_id"] for item in world.store.active_batches()] == [batch_id]
     assert world.publisher.sent == []  # the email waits for the outcome
@@ -64,9 +67,9 @@ def test_a_file_over_one_batch_is_split_into_parts_each_with_its_batch() -> None
         (2, 5, 1),
     ]
     assert [world.api.batches[p["batch_id"]]["metadata"]["batchdrop_part"] for p in parts] == [
-        "0",
-        "1",
-        "2",
+        f"{source.job_id}/0",
+        f"{source.job_id}/1",
+        f"{source.job_id}/2",
     ]
     assert world.store.job(source.job_id)["planned_parts"] == [
         {"index": 0, "first_line": 1, "requests": 2},

@@ -74,11 +74,17 @@ class OpenAIBatchAPI:
 
     # --- files ---------------------------------------------------------------------------------
 
-    def upload_file(self, filename: str, size: int, body: BodyFactory) -> FileObject:
-        """POST /files with purpose=batch, streaming `size` bytes from `body()`."""
-        uploaded: FileObject = self._multipart(
-            "/files", {"purpose": "batch"}, "file", filename, size, body
-        )
+    def upload_file(
+        self, filename: str, size: int, body: BodyFactory, *, expires_after: int | None = None
+    ) -> FileObject:
+        """POST /files with purpose=batch, streaming `size` bytes from `body()`; the file expires
+        `expires_after` seconds after it is created (None: OpenAI's default)."""
+        fields = {"purpose": "batch"}
+        if expires_after is not None:
+            # Nested fields go as the SDK sends them in a form: expires_after[anchor], [seconds].
+            fields["expires_after[anchor]"] = "created_at"
+            fields["expires_after[seconds]"] = str(expires_after)
+        uploaded: FileObject = self._multipart("/files", fields, "file", filename, size, body)
         return uploaded
 
     def retrieve_file(self, file_id: str) -> FileObject:
@@ -123,13 +129,17 @@ class OpenAIBatchAPI:
 
     # --- uploads (files over 64 MB) ------------------------------------------------------------
 
-    def create_upload(self, filename: str, size: int) -> Upload:
-        payload = {
+    def create_upload(
+        self, filename: str, size: int, *, expires_after: int | None = None
+    ) -> Upload:
+        payload: dict[str, Any] = {
             "purpose": "batch",
             "filename": filename,
             "bytes": size,
             "mime_type": "application/jsonl",
         }
+        if expires_after is not None:
+            payload["expires_after"] = _expiry(expires_after)
         upload: Upload = self._json("POST", "/uploads", payload)
         return upload
 
@@ -154,18 +164,28 @@ class OpenAIBatchAPI:
 
     # --- batches -------------------------------------------------------------------------------
 
-    def create_batch(self, input_file_id: str, endpoint: str, metadata: Mapping[str, str]) -> Batch:
+    def create_batch(
+        self,
+        input_file_id: str,
+        endpoint: str,
+        metadata: Mapping[str, str],
+        *,
+        output_expires_after: int | None = None,
+    ) -> Batch:
         """Create a batch. Failures after which the batch may exist anyway (a dropped connection,
         a timeout, a 5xx) are raised at once, marked `ambiguous`: only the caller can tell, by its
         metadata, whether to adopt what was created or to try again; a blind retry could pay for
         a second batch.
         """
-        payload = {
+        payload: dict[str, Any] = {
             "input_file_id": input_file_id,
             "endpoint": endpoint,
             "completion_window": "24h",
             "metadata": dict(metadata),
         }
+        if output_expires_after is not None:
+            # For the output and error files, counted from their own creation.
+            payload["output_expires_after"] = _expiry(output_expires_after)
         created: Batch = self._json("POST", "/batches", payload, retry_ambiguous=False)
         return created
 
@@ -287,6 +307,11 @@ class OpenAIBatchAPI:
         """Errors travel to logs and emails; the key must never travel with them."""
         key = self._api_key()
         return text.replace(key, "***") if key else text
+
+
+def _expiry(seconds: int) -> dict[str, Any]:
+    """An expiration policy in OpenAI's shape: `seconds` after the file is created."""
+    return {"anchor": "created_at", "seconds": seconds}
 
 
 def _pooled_session(size: int) -> requests.Session:

@@ -52,6 +52,15 @@ class S3Objects:
         size: int = head["ContentLength"]
         return size
 
+    def user_metadata(self, bucket: str, key: str, version_id: str | None = None) -> dict[str, str]:
+        """The object's user-defined metadata (x-amz-meta-*), keys lower-cased as S3 keeps them;
+        values as S3 sends them (ASCII; a non-ASCII value arrives RFC 2047 encoded)."""
+        request: dict[str, Any] = {"Bucket": bucket, "Key": key}
+        if version_id:
+            request["VersionId"] = version_id
+        metadata = self._s3.head_object(**request).get("Metadata") or {}
+        return {str(k).lower(): str(v) for k, v in metadata.items()}
+
     def put_json(self, bucket: str, key: str, document: Any, *, create_only: bool = False) -> None:
         """A small JSON document; `create_only` writes it only where none is yet (else raises
         AlreadyWrittenError), so a result once written is never written over."""

@@ -1,7 +1,7 @@
 """The `batchdrop` command: drive a deployed stack, or run the whole pipeline on this machine.
 
     batchdrop local up                 start the local stack (moto + the OpenAI simulator)
-    batchdrop submit FILE... [--wait]  validate locally, upload, optionally follow to the end
+    batchdrop submit FILE... [--wait] [--metadata K=V]...  validate, upload (with metadata), follow
     batchdrop status [JOB]             a table of jobs, or one job's full record
     batchdrop results JOB [-o DIR]     download results, images, videos (--raw: OpenAI's files too)
     batchdrop cancel JOB               ask the poll function to cancel the job's batches
@@ -26,6 +26,7 @@ from typing import Any
 from batchdrop.cli.present import job_details, jobs_table, progress_bar
 from batchdrop.cli.stack_client import AWS_ERRORS, BatchdropClient, StackInfo
 from batchdrop.cli.views import JobView, UserError
+from batchdrop.domain.file_options import read_options
 
 SAMCONFIG = Path("samconfig.toml")
 DEFAULT_STACK = "batchdrop"
@@ -83,9 +84,10 @@ def submit(args: argparse.Namespace) -> int:
     client = _client(args)
     if args.name and len(args.files) > 1:
         raise UserError("--name only goes with a single file")
+    metadata = _metadata(args.metadata or [])
     submitted = []
     for file in args.files:
-        result = client.submit(Path(file), args.name)
+        result = client.submit(Path(file), args.name, metadata)
         submitted.append(result)
         if not args.json:
             print(f"{result.key}: {result.report.summary()} Job {result.job_id}.")
@@ -194,6 +196,20 @@ def _follow(client: BatchdropClient, job_id: str, args: argparse.Namespace) -> J
     return client.follow(job_id, show, timeout=args.timeout)
 
 
+def _metadata(pairs: list[str]) -> dict[str, str]:
+    """`--metadata k=v` pairs, checked here as the submit function will check them."""
+    metadata: dict[str, str] = {}
+    for pair in pairs:
+        key, equals, value = pair.partition("=")
+        if not equals or not key.strip():
+            raise UserError(f"--metadata {pair!r}: write it as KEY=VALUE")
+        metadata[key.strip().lower()] = value
+    checked = read_options(metadata)
+    if isinstance(checked, list):
+        raise UserError("; ".join(problem["message"] for problem in checked))
+    return metadata
+
+
 def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, default=str))
 
@@ -220,6 +236,12 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("files", nargs="+", metavar="FILE")
     sub.add_argument("--name", help="the key name under the input prefix (one file only)")
     sub.add_argument("--wait", action="store_true", help="follow the jobs to the end")
+    sub.add_argument(
+        "--metadata",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a pair for every batch's metadata (repeatable); batchdrop-* keys are options",
+    )
     sub.add_argument("--timeout", type=float, default=None, help="give up waiting after seconds")
     sub.set_defaults(run=submit)
 

@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime
 
 from batchdrop.cli.views import JobView
+from batchdrop.domain.usage import usage_line
 
 BAR_WIDTH = 30
 
@@ -42,6 +43,7 @@ def job_details(view: JobView) -> str:
     lines = [progress_bar(view), "", f"job:      {view.job_id}", f"file:     {view.key}"]
     if record.get("endpoint"):
         lines.append(f"endpoint: {record['endpoint']} ({record.get('model', '?')})")
+    lines += _cost_and_tags(view)
     if view.status == "rejected":
         lines.append(f"report:   {record.get('report_key')}")
     if record.get("results_key"):
@@ -68,6 +70,17 @@ def job_details(view: JobView) -> str:
         for at, who, what in sorted(history)
     ]
     return "\n".join(lines)
+
+
+def _cost_and_tags(view: JobView) -> list[str]:
+    """The models and tokens of a finished job, and the metadata its batches carry."""
+    lines = []
+    if view.record.get("models"):
+        lines.append(f"models:   {', '.join(view.record['models'])}")
+    if view.usage:
+        lines.append(f"tokens:   {usage_line(view.usage)}")
+    lines += [f"metadata: {key} = {value}" for key, value in sorted(view.metadata.items())]
+    return lines
 
 
 def _age(seconds: float) -> str:

@@ -19,6 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from batchdrop.adapters.job_store import JobStore
 from batchdrop.cli.views import JobView, UserError, batch_view
+from batchdrop.domain.file_options import encode_value
 from batchdrop.domain.model import SourceObject
 from batchdrop.domain.validation import ValidationReport, validate_stream
 
@@ -93,8 +94,12 @@ class BatchdropClient:
 
     # --- submit ------------------------------------------------------------------------------
 
-    def submit(self, path: Path, name: str | None = None) -> Submitted:
-        """Validate with the Lambda's own validator (fail fast), then upload to the prefix."""
+    def submit(
+        self, path: Path, name: str | None = None, metadata: Mapping[str, str] | None = None
+    ) -> Submitted:
+        """Validate with the Lambda's own validator (fail fast), then upload to the prefix,
+        with `metadata` as the object's user metadata (non-ASCII values RFC 2047 encoded, as
+        S3 carries only ASCII there)."""
         if not path.is_file():
             raise UserError(f"{path}: no such file")
         with path.open("rb") as stream:
@@ -106,9 +111,12 @@ class BatchdropClient:
         key = f"{self.info.input_prefix}{name or path.name}"
         if not key.endswith(".jsonl"):
             raise UserError(f"{key}: only .jsonl files are submitted; rename the file")
+        encoded = {k: encode_value(v) for k, v in (metadata or {}).items()}
         with path.open("rb") as body:
             put = self._call(
-                lambda: self._s3.put_object(Bucket=self.info.bucket, Key=key, Body=body)
+                lambda: self._s3.put_object(
+                    Bucket=self.info.bucket, Key=key, Body=body, Metadata=encoded
+                )
             )
         version = put.get("VersionId")
         job_id = SourceObject(self.info.bucket, key, 0, put["ETag"], "", version).job_id

@@ -56,6 +56,16 @@ class JobView:
         return sum(b.completed + b.failed for b in self.batches)
 
     @property
+    def metadata(self) -> dict[str, str]:
+        """The file's own metadata, forwarded to every batch."""
+        return {str(k): str(v) for k, v in (self.record.get("metadata") or {}).items()}
+
+    @property
+    def usage(self) -> dict[str, int]:
+        """Tokens summed over the job's batches, once it finished."""
+        return {str(k): int(v) for k, v in (self.record.get("usage") or {}).items()}
+
+    @property
     def finished(self) -> bool:
         return self.status in FINISHED
 
@@ -70,6 +80,9 @@ class JobView:
             "succeeded": self.record.get("succeeded"),
             "failed": self.record.get("failed"),
             "unfinished": self.record.get("unfinished"),
+            "metadata": self.metadata,
+            "usage": self.usage,
+            "models": list(self.record.get("models") or []),
             "batches": [b.__dict__ for b in self.batches],
         }
 

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from batchdrop.domain.usage import usage_line
 from batchdrop.ports import Notice
 
 PREVIEW_PROBLEMS = 10  # the email lists a few; the report in S3 lists up to 100
@@ -80,6 +81,8 @@ class JobOutcome:
     unplaced_by_reason: Mapping[str, int] = field(default_factory=dict)
     # Every request that did not succeed (failed, unfinished, unplaced), ready to upload alone.
     not_succeeded_uri: str | None = None
+    models: Sequence[str] = ()  # as OpenAI names them on the batches
+    metadata: Mapping[str, str] = field(default_factory=dict)  # the file's own, forwarded
 
 
 _HEADLINES = {
@@ -113,13 +116,21 @@ def _outcome_lines(job: JobOutcome) -> list[str]:
         + (f", {job.unfinished:,} unfinished" if job.unfinished else "")
         + (f", {job.unplaced:,} unplaced" if job.unplaced else ""),
         f"Duration:    {_duration(job.finished_at - job.started_at)}",
-        f"Tokens:      {job.usage.get('input_tokens', 0):,} in, "
-        f"{job.usage.get('output_tokens', 0):,} out, {job.usage.get('total_tokens', 0):,} total",
+        f"Tokens:      {usage_line(job.usage)}",
+        *([f"Model:       {', '.join(job.models)}"] if job.models else []),
+        *_metadata_lines(job.metadata),
         "",
         "Results (one line per request, in the order of your file):",
         f"  {job.results_uri}",
         f"  {job.results_link}",
     ]
+
+
+def _metadata_lines(metadata: Mapping[str, str]) -> list[str]:
+    """The file's own metadata, as every batch carried it."""
+    if not metadata:
+        return []
+    return ["Metadata:", *(f"  {key} = {value}" for key, value in sorted(metadata.items()))]
 
 
 def _files_to_act_on(job: JobOutcome) -> list[str]:

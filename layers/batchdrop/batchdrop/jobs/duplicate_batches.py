@@ -17,6 +17,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from batchdrop import SERVICE
 from batchdrop.domain.model import TERMINAL_BATCH_STATUSES
 from batchdrop.errors import OpenAIError
+from batchdrop.jobs.launch import part_reference
 from batchdrop.ports import BatchAPI, JobRepository
 from batchdrop.records import Batch, BatchRecord
 
@@ -27,7 +28,6 @@ logger = Logger(service=SERVICE, child=True)
 DUPLICATE_LOOKBACK_SECONDS = 60 * 60
 # A tick with less time than this left skips the sweep; the next tick sweeps instead.
 SWEEP_RESERVE_SECONDS = 60.0
-_BATCHDROP_KEYS = frozenset({"batchdrop_job", "batchdrop_part", "submission_token"})
 _LEFT_ALONE = TERMINAL_BATCH_STATUSES | {"cancelling"}
 
 
@@ -66,15 +66,16 @@ class DuplicateBatchSweeper:
             if batch["created_at"] < horizon:
                 break  # newest first: everything further back predates every active batch
             metadata = batch.get("metadata") or {}
-            if metadata.keys() >= _BATCHDROP_KEYS and metadata["batchdrop_part"].isdigit():
+            if part_reference(metadata) is not None:
                 by_token[metadata["submission_token"]].append(batch)
         return [group for group in by_token.values() if len(group) > 1]
 
     def _resolve(self, group: list[Batch]) -> int:
         """Keep the batch its part records (or has in its history); cancel the rest, and record
         them all on the part."""
-        metadata = group[0].get("metadata") or {}  # every batch of a group carries batchdrop's
-        job_id, index = metadata["batchdrop_job"], int(metadata["batchdrop_part"])
+        reference = part_reference(group[0].get("metadata") or {})
+        assert reference is not None  # every batch of a group carries batchdrop's metadata
+        job_id, index = reference
         recorded = [p for p in self._store.batches(job_id) if int(p["index"]) == index]
         part: BatchRecord = recorded[0] if recorded else {}
         known = {part.get("batch_id"), *part.get("previous_batch_ids", [])}

@@ -38,8 +38,11 @@ class EarlyUpload:
         size: int,
         filename: str,
         max_chunk_bytes: int = MAX_UPLOAD_PART_BYTES,
+        *,
+        expiry_seconds: int | None = None,
     ) -> None:
         self.size = size
+        self._expiry_seconds = expiry_seconds
         self.approved = ApprovedBytes()
         self._taken = False
         whole = Part.whole_object(size, max_chunk_bytes)
@@ -53,7 +56,14 @@ class EarlyUpload:
         # Not even a request starts before the first chunk is validated: a file that is wrong
         # from its first line (the common mistake) sends nothing at all.
         self.approved.wait_for(min(self.size, WRITE_BUFFER_BYTES))
-        return launcher.upload(source, whole, filename, verbatim=True, approved=self.approved)
+        return launcher.upload(
+            source,
+            whole,
+            filename,
+            verbatim=True,
+            approved=self.approved,
+            expiry_seconds=self._expiry_seconds,
+        )
 
     def file_id_for(self, report: ValidationReport) -> str | None:
         """The uploaded file's id if it is exactly the batch `report` plans, else None (the

@@ -36,6 +36,7 @@ from batchdrop.domain.model import (
     round_prefix,
 )
 from batchdrop.domain.results import MergeSummary, PartInput, ResultFile, merge_in_input_order
+from batchdrop.domain.usage import models_used, summed_usage
 from batchdrop.domain.validation import validate_stream
 from batchdrop.errors import AlreadyWrittenError
 from batchdrop.jobs.launch import BatchLauncher, ObjectVersion, batch_metadata
@@ -49,7 +50,6 @@ logger = Logger(service=SERVICE, child=True)
 FINISH_RESERVE_SECONDS = 60.0  # a merge needs room; otherwise the next tick finishes the job
 MAX_FOLLOW_UP_ROUNDS = 2  # how often unfinished requests are resubmitted automatically
 POINTER_ATTEMPTS = 3  # jobs of one file finishing at once race for latest.json; few ever do
-USAGE_FIELDS = ("input_tokens", "output_tokens", "total_tokens")
 
 
 class JobFinisher:
@@ -290,6 +290,7 @@ class JobFinisher:
                 part,
                 f"{stem}.unfinished{round_number}.{offset + 1}.jsonl",
                 verbatim=plan.verbatim,
+                expiry_seconds=job.get("input_expiry_seconds"),
             )
             token = uuid.uuid4().hex
             self._store.add_follow_up(
@@ -307,9 +308,10 @@ class JobFinisher:
             batch = self._launcher.create_or_adopt(
                 file_id=file_id,
                 endpoint=str(job["endpoint"]),
-                metadata=batch_metadata(job_id, index, job["source_key"], token),
+                metadata=batch_metadata(job_id, index, token, job.get("metadata")),
                 recorded_at=self._store.now(),
                 look_first=False,
+                output_expiry_seconds=job.get("output_expiry_seconds"),
             )
             self._store.record_batch(job_id, index, batch)
             logger.info(
@@ -341,6 +343,7 @@ class JobFinisher:
             "failed_by_code": dict(summary.failed_by_code),
             "unplaced_by_reason": dict(summary.unplaced_by_reason),
             "usage": usage,
+            "models": models_used(part.get("openai", {}).get("model") for part in parts),
             "results_key": f"{prefix}results.jsonl",
             "unfinished_key": unfinished_key,
             "not_succeeded_key": (
@@ -352,7 +355,8 @@ class JobFinisher:
         with suppress(AlreadyWrittenError):  # an earlier attempt of this round wrote it
             self._objects.put_json(job["source_bucket"], f"{prefix}summary.json", {
                 "job_id": job["job_id"],
-                "source": f"s3://{job['source_bucket']}/{job['source_key']}", **record,
+                "source": f"s3://{job['source_bucket']}/{job['source_key']}",
+                "metadata": job.get("metadata", {}), **record,
                 "unplaced_results": summary.unplaced_results,  # bounded; counted in full above
                 **({"media": media.to_dict()} if media is not None else {}),
             }, create_only=True)  # fmt: skip
@@ -383,6 +387,8 @@ class JobFinisher:
                 started_at=int(job["created_at"]),
                 finished_at=int(job["finished_at"]),
                 usage=job.get("usage", {}),
+                models=job.get("models", []),
+                metadata=job.get("metadata", {}),
                 results_uri=f"s3://{bucket}/{job['results_key']}",
                 results_link=self._objects.presigned_url(bucket, job["results_key"]),
                 unfinished_uri=f"s3://{bucket}/{unfinished_key}" if unfinished_key else None,
@@ -423,13 +429,7 @@ def _outcome(parts: list[BatchRecord], summary: MergeSummary) -> str:
 
 
 def _usage(parts: list[BatchRecord]) -> dict[str, int]:
-    totals = dict.fromkeys(USAGE_FIELDS, 0)
-    for part in parts:
-        usage = part.get("openai", {}).get("usage") or {}
-        totals["input_tokens"] += int(usage.get("input_tokens", 0))
-        totals["output_tokens"] += int(usage.get("output_tokens", 0))
-        totals["total_tokens"] += int(usage.get("total_tokens", 0))
-    return totals
+    return summed_usage(part.get("openai", {}).get("usage") for part in parts)
 
 
 def _batch_errors(parts: list[BatchRecord]) -> list[BatchErrorDetail]:

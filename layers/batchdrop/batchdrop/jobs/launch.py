@@ -23,7 +23,6 @@ logger = Logger(service=SERVICE, child=True)
 
 WRITE_BUFFER_BYTES = 1024 * 1024  # lines are sent in ~1 MiB writes, not one syscall each
 ADOPTION_WINDOW_SECONDS = 600  # how long before its record a matching batch may have been made
-METADATA_VALUE_LIMIT = 512  # OpenAI's limit per metadata value
 # After a create whose outcome is unknown, the looks for its token wait these multiples of the
 # read timeout. The first lets a create the client gave up on land: OpenAI has had it for one
 # timeout already and now gets as long again. The second lets a listing that lags behind a
@@ -43,10 +42,22 @@ class ObjectVersion:
 
 
 class BatchLauncher:
-    def __init__(self, objects: ObjectStore, api: BatchAPI, retry: Retry) -> None:
+    def __init__(
+        self,
+        objects: ObjectStore,
+        api: BatchAPI,
+        retry: Retry,
+        *,
+        input_expiry_seconds: int | None = None,
+        output_expiry_seconds: int | None = None,
+    ) -> None:
         self._objects = objects
         self._api = api
         self._retry = retry
+        # The deployment's expiry of uploaded input files and of batches' output and error
+        # files on OpenAI (None: OpenAI's default); a job's own options override them.
+        self._input_expiry = input_expiry_seconds
+        self._output_expiry = output_expiry_seconds
         self._settle = settle_delays(api.read_timeout)
 
     def upload(
@@ -57,22 +68,27 @@ class BatchLauncher:
         *,
         verbatim: bool = False,
         approved: ApprovedBytes | None = None,
+        expiry_seconds: int | None = None,
     ) -> str:
         """Stream one part to OpenAI and return the file id; a part over the upload limit was
         planned as several chunks and goes through the Uploads API, one chunk per part.
         `verbatim` when validation found nothing to rewrite: the raw bytes go as they are.
-        `approved` (verbatim only) while validation is still reading: each chunk waits for it."""
+        `approved` (verbatim only) while validation is still reading: each chunk waits for it.
+        `expiry_seconds`: the file's own expiry on OpenAI, instead of the deployment's."""
         if approved is not None and not verbatim:
             raise ValueError("only raw bytes can be sent while validation approves them")
         reader = partial(self._range_reader, source, verbatim=verbatim, approved=approved)
+        expires_after = expiry_seconds or self._input_expiry
         if len(part.chunks) == 1:
-            uploaded = self._api.upload_file(filename, part.size, reader(part.start, part.end))
+            uploaded = self._api.upload_file(
+                filename, part.size, reader(part.start, part.end), expires_after=expires_after
+            )
             return str(uploaded["id"])
         for attempt in range(self._retry.attempts):
             if approved is not None and approved.abandoned:
                 raise UploadAbandoned("abandoned before a fresh upload was started")
             try:
-                return self._upload_in_parts(part, filename, reader)
+                return self._upload_in_parts(part, filename, reader, expires_after)
             except OpenAIError as error:
                 # Whether the upload completed is unknown, and OpenAI offers no way to look an
                 # upload up: start a fresh one from the same ranges (an unused file costs no
@@ -84,9 +100,13 @@ class BatchLauncher:
         raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
 
     def _upload_in_parts(
-        self, part: Part, filename: str, reader: Callable[[int, int], BodyFactory]
+        self,
+        part: Part,
+        filename: str,
+        reader: Callable[[int, int], BodyFactory],
+        expires_after: int | None,
     ) -> str:
-        upload = self._api.create_upload(filename, part.size)
+        upload = self._api.create_upload(filename, part.size, expires_after=expires_after)
         try:
             part_ids = [
                 self._api.add_upload_part(upload["id"], chunk.size, reader(chunk.start, chunk.end))[
@@ -108,11 +128,13 @@ class BatchLauncher:
         metadata: Mapping[str, str],
         recorded_at: int,
         look_first: bool,
+        output_expiry_seconds: int | None = None,
     ) -> Batch:
         """Create the batch, or adopt the one an interrupted attempt created (found by the
         `submission_token` in its metadata). `look_first` when an earlier attempt may have
         got as far as creating it. A create that failed in a way that may have taken effect
-        is looked for only after it has had time to land (see SETTLE_FRACTIONS)."""
+        is looked for only after it has had time to land (see SETTLE_FRACTIONS).
+        `output_expiry_seconds`: its output files' own expiry, instead of the deployment's."""
         token = metadata["submission_token"]
         if look_first and (adopted := self.find(token, recorded_at)) is not None:
             logger.info("adopted a batch created before an interruption")
@@ -120,7 +142,12 @@ class BatchLauncher:
         unknown = 0
         for attempt in range(self._retry.attempts):
             try:
-                return self._api.create_batch(file_id, endpoint, metadata)
+                return self._api.create_batch(
+                    file_id,
+                    endpoint,
+                    metadata,
+                    output_expires_after=output_expiry_seconds or self._output_expiry,
+                )
             except OpenAIError as error:
                 unknown += error.ambiguous
                 last = attempt == self._retry.attempts - 1 or unknown >= AMBIGUOUS_CREATES_MAX
@@ -197,13 +224,32 @@ def settle_delays(read_timeout: float) -> list[float]:
     return [read_timeout * fraction for fraction in SETTLE_FRACTIONS]
 
 
-def batch_metadata(job_id: str, index: int, source_key: str, token: str) -> dict[str, str]:
+def batch_metadata(
+    job_id: str, index: int, token: str, user_metadata: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """A batch's metadata: the user's own pairs (from the dropped object), and batchdrop's
+    two: the part it runs and the token that finds it again after an interruption. Two pairs
+    at most, so a user keeps 14 of OpenAI's 16; the user's never name these two (they are
+    refused at submit), and batchdrop's are written last all the same."""
     return {
-        "batchdrop_job": job_id,
-        "batchdrop_part": str(index),
-        "source_key": source_key[-METADATA_VALUE_LIMIT:],
+        **(user_metadata or {}),
+        "batchdrop_part": f"{job_id}/{index}",
         "submission_token": token,
     }
+
+
+def part_reference(metadata: Mapping[str, str]) -> tuple[str, int] | None:
+    """The job and part index a batch's metadata names, or None if it is not batchdrop's.
+    Batches made before the bookkeeping shrank to two pairs carry `batchdrop_job` apart."""
+    if "submission_token" not in metadata:
+        return None
+    part = metadata.get("batchdrop_part", "")
+    job_id, slash, index = part.rpartition("/")
+    if not slash:
+        job_id, index = metadata.get("batchdrop_job", ""), part
+    if not job_id or not index.isascii() or not index.isdigit():
+        return None
+    return job_id, int(index)
 
 
 def part_filename(filename: str, index: int, count: int) -> str:

@@ -265,11 +265,10 @@ class Poller:
         return self._launcher.create_or_adopt(
             file_id=str(item["file_id"]),
             endpoint=str(job.get("endpoint")),
-            metadata=batch_metadata(
-                item["job_id"], item["index"], job.get("source_key", ""), token
-            ),
+            metadata=batch_metadata(item["job_id"], item["index"], token, job.get("metadata")),
             recorded_at=recorded_at,
             look_first=look_first,
+            output_expiry_seconds=job.get("output_expiry_seconds"),
         )
 
     def _launch_interrupted(self, item: BatchRecord) -> str:

@@ -22,6 +22,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from batchdrop import SERVICE
 from batchdrop.domain.emails import rejection_notice
+from batchdrop.domain.file_options import FileOptions, read_options, refusal_report
 from batchdrop.domain.limits import DEFAULT_LIMITS, Limits
 from batchdrop.domain.model import JobStatus, SourceObject, report_key, results_prefix
 from batchdrop.domain.split_plan import Part
@@ -163,8 +164,13 @@ class Submitter:
         refusal = _refusal_before_reading(source, self._limits.max_file_bytes)
         if refusal is not None:
             return self._reject(source, job_id, refusal)
+        options = read_options(
+            self._objects.user_metadata(source.bucket, source.key, source.version_id)
+        )
+        if isinstance(options, list):
+            return self._reject(source, job_id, refusal_report(options))
         # A resumed submission may have a file recorded already: only a fresh one starts early.
-        early = self._start_early_upload(source) if fresh else None
+        early = self._start_early_upload(source, options) if fresh else None
         try:
             report = validate_stream(
                 self._objects.open(source.bucket, source.key, source.version_id),
@@ -177,9 +183,9 @@ class Submitter:
                 early.close()  # however validation ended, its upload thread ends here
         if not report.ok:
             return self._reject(source, job_id, report.to_dict())
-        return self._submit_parts(source, job_id, report, early_file_id)
+        return self._submit_parts(source, job_id, report, options, early_file_id)
 
-    def _start_early_upload(self, source: SourceObject) -> EarlyUpload | None:
+    def _start_early_upload(self, source: SourceObject, options: FileOptions) -> EarlyUpload | None:
         if not may_upload_early(source.size, self._limits):
             return None
         return EarlyUpload(
@@ -188,6 +194,7 @@ class Submitter:
             source.size,
             part_filename(source.filename, 0, 1),
             self._limits.max_upload_part_bytes,
+            expiry_seconds=options.input_expiry_seconds,
         )
 
     # --- the happy path --------------------------------------------------------------------------
@@ -197,10 +204,13 @@ class Submitter:
         source: SourceObject,
         job_id: str,
         report: ValidationReport,
+        options: FileOptions,
         early_file_id: str | None,
     ) -> SubmitOutcome:
         assert report.endpoint is not None  # a valid report always names one
-        self._store.update_job(job_id, _plan_fields(report), expected_status=JobStatus.SUBMITTING)
+        self._store.update_job(
+            job_id, _plan_fields(report, options), expected_status=JobStatus.SUBMITTING
+        )
         recorded = {item["index"]: item for item in self._store.batches(job_id)}
         batch_ids: list[str] = []
         for part in report.parts:
@@ -209,16 +219,17 @@ class Submitter:
                 batch_ids.append(item["batch_id"])
                 continue
             if "file_id" not in item:
-                item = self._upload_part(source, job_id, part, report, early_file_id)
+                item = self._upload_part(source, job_id, part, report, options, early_file_id)
             batch = self._launcher.create_or_adopt(
                 file_id=str(item["file_id"]),
                 endpoint=report.endpoint,
                 metadata=batch_metadata(
-                    job_id, part.index, source.key, str(item["submission_token"])
+                    job_id, part.index, str(item["submission_token"]), options.metadata
                 ),
                 recorded_at=int(item["created_at"]),
                 # A file recorded by an earlier attempt may already have its batch.
                 look_first=item.get("status") == "uploaded",
+                output_expiry_seconds=options.output_expiry_seconds,
             )
             self._store.record_batch(job_id, part.index, batch)
             logger.info(
@@ -242,6 +253,7 @@ class Submitter:
         job_id: str,
         part: Part,
         report: ValidationReport,
+        options: FileOptions,
         uploaded_early: str | None,
     ) -> BatchRecord:
         file_id = uploaded_early or self._launcher.upload(
@@ -249,6 +261,7 @@ class Submitter:
             part,
             part_filename(source.filename, part.index, len(report.parts)),
             verbatim=report.verbatim,
+            expiry_seconds=options.input_expiry_seconds,
         )
         fields: BatchRecord = {
             "kind": "part",
@@ -306,10 +319,14 @@ class Submitter:
             raise NoticePendingError(f"the rejection email of job {job_id} is not sent yet")
 
 
-def _plan_fields(report: ValidationReport) -> JobRecord:
+def _plan_fields(report: ValidationReport, options: FileOptions) -> JobRecord:
     """The plan, recorded before any batch: a resumption, or the email of one that gives up,
-    can tell what was meant to be submitted."""
+    can tell what was meant to be submitted. The file's options go with it: follow-ups and
+    resubmissions carry the same metadata and expiry."""
     return {
+        "metadata": options.metadata,
+        "input_expiry_seconds": options.input_expiry_seconds,
+        "output_expiry_seconds": options.output_expiry_seconds,
         "endpoint": report.endpoint,
         "model": report.model,
         "request_count": report.request_count,
