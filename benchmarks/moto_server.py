@@ -14,7 +14,7 @@ import threading
 
 from moto.server import ThreadedMotoServer
 
-from local.moto_atomic import make_dynamodb_writes_atomic
+from local.moto_dynamodb import tune_moto_dynamodb
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access log line per call
-    make_dynamodb_writes_atomic()  # as DynamoDB's conditional writes are (see local/stack.py)
+    tune_moto_dynamodb()  # atomic writes as DynamoDB's are, quick answers (see the module)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
     server.start()
     stopped = threading.Event()

@@ -29,7 +29,7 @@ from moto.server import ThreadedMotoServer
 
 from batchdrop import SERVICE, runtime
 from local.lambda_runtime import Function, environment
-from local.moto_atomic import make_dynamodb_writes_atomic
+from local.moto_dynamodb import tune_moto_dynamodb
 from local.s3_events import object_created, sample_event
 from local.simulator import BatchSimulator, ScaledClock
 from local.template_stack import DeployedStack, S3Trigger, deploy
@@ -90,7 +90,7 @@ class LocalStack:
                 }
             )
         )
-        make_dynamodb_writes_atomic()
+        tune_moto_dynamodb()
         self.stack = deploy(parameters={"NotificationEmail": "you@example.com"})
         base_url, key = self._openai()
         boto3.client("secretsmanager").put_secret_value(

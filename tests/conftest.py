@@ -69,10 +69,10 @@ def stack(aws_env: None) -> Iterator[DeployedStack]:
     """Every data resource of template.yaml, created in moto."""
     from moto import mock_aws
 
-    from local.moto_atomic import make_dynamodb_writes_atomic
+    from local.moto_dynamodb import tune_moto_dynamodb
     from local.template_stack import deploy
 
-    make_dynamodb_writes_atomic()
+    tune_moto_dynamodb()
     with mock_aws():
         yield deploy()
 

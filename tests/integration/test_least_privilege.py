@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from local.lambda_runtime import Execution, executing
-from local.moto_atomic import make_dynamodb_writes_atomic
+from local.moto_dynamodb import tune_moto_dynamodb
 from local.template_stack import DeployedStack, deploy, load_template
 from tests.iam_audit.audit import Ledger, TestAudit, report
 from tests.iam_audit.permissions import Account, UnmodelledCallError, needs
@@ -227,7 +227,7 @@ def stack(aws_env: None, request: pytest.FixtureRequest) -> Iterator[DeployedSta
     template = load_template()
     if hasattr(request, "param"):
         template = without(template, *request.param)
-    make_dynamodb_writes_atomic()
+    tune_moto_dynamodb()
     with mock_aws():
         yield deploy(template=template)
 
