@@ -101,7 +101,11 @@ class JobStore:
         condition = Attr("status").eq("submitting") & lapsed
         try:
             taken = self._update(
-                job_key(job_id), changes, condition, increment="resumes" if resume else None
+                job_key(job_id),
+                changes,
+                condition,
+                increment="resumes" if resume else None,
+                returning=True,
             )
         except StaleRecordError:
             return None
@@ -381,13 +385,15 @@ class JobStore:
         *,
         bump_version: bool = False,
         increment: str | None = None,
+        returning: bool = False,
     ) -> Item:
-        """A conditional update; returns the record as it is after it."""
+        """A conditional update; with `returning`, the record as it is after it (else empty:
+        the whole record back on every write is bytes on the wire that nobody reads)."""
         request = {
             "Key": dict(key),
             **_update_expression(changes, bump_version=bump_version, increment=increment),
             "ConditionExpression": condition,
-            "ReturnValues": "ALL_NEW",
+            "ReturnValues": "ALL_NEW" if returning else "NONE",
         }
         try:
             response = self._table.update_item(**request)
