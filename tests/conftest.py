@@ -65,8 +65,10 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def stack(aws_env: None) -> Iterator[DeployedStack]:
-    """Every data resource of template.yaml, created in moto."""
+def stack(aws_env: None, request: pytest.FixtureRequest) -> Iterator[DeployedStack]:
+    """Every data resource of template.yaml, created in moto; a test deploys it with other
+    parameter values through indirect parametrization (`parametrize("stack", [{...}],
+    indirect=True)`)."""
     from moto import mock_aws
 
     from local.moto_dynamodb import tune_moto_dynamodb
@@ -74,7 +76,7 @@ def stack(aws_env: None) -> Iterator[DeployedStack]:
 
     tune_moto_dynamodb()
     with mock_aws():
-        yield deploy()
+        yield deploy(parameters=getattr(request, "param", None))
 
 
 @pytest.fixture

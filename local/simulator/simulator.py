@@ -174,7 +174,9 @@ class BatchSimulator:
         return self.faults.inject("DELETE /v1/files/{file_id}", kind, times, where=where)
 
     def file_bytes(self, file_id: str) -> bytes:
-        return self._require(self._files).get(file_id).path.read_bytes()
+        """The bytes a file held, even once it has been deleted or has expired (for tests: the
+        API serves neither)."""
+        return self._require(self._files).evidence(file_id).read_bytes()
 
     def batch_input_bytes(self, batch_id: str) -> bytes:
         """The input the batch read, even once its input file has been deleted or expired."""

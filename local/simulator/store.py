@@ -152,6 +152,7 @@ class FileStore:
         self._lock = threading.Lock()
         self._scratch = 0
         self.deleted: list[str] = []  # ids of deleted files, in the order of their deletion
+        self._gone: dict[str, StoredFile] = {}  # deleted files' bytes, kept for tests to read
 
     def scratch_path(self, label: str) -> Path:
         """A fresh path inside the store's directory, for content about to be added."""
@@ -198,9 +199,17 @@ class FileStore:
                 raise errors.not_found(f"No such File object: {file_id}", param="id")
             del self._files[file_id]
             self.deleted.append(file_id)
-        # A batch that still needs the bytes holds its own hard link, so unlinking is safe.
-        stored.path.unlink(missing_ok=True)
+            # The API serves it no more; its bytes stay on disk, as evidence for tests only.
+            self._gone[file_id] = stored
         return stored
+
+    def evidence(self, file_id: str) -> Path:
+        """Where the bytes of any file ever stored are: live, expired or deleted."""
+        with self._lock:
+            stored = self._files.get(file_id) or self._gone.get(file_id)
+        if stored is None:
+            raise KeyError(file_id)
+        return stored.path
 
     def all(self) -> list[StoredFile]:
         """The files that exist now: neither deleted nor expired."""

@@ -115,6 +115,7 @@ def test_submit_metadata_reaches_every_batch_and_status_shows_it_with_the_tokens
     assert "metadata: batch_description = Nightly eval ☕" in details
     assert "metadata: customer_id = user_123" in details
     assert re.search(r"tokens:   [\d,]+ in, [\d,]+ out, [\d,]+ total", details)
+    assert "openai:   3 files deleted" in details  # its input, output and error file
     assert run(state, "--json", "status", "tagged.jsonl") == 0
     record = json.loads(capsys.readouterr().out)
     assert record["metadata"] == {"batch_description": "Nightly eval ☕", "customer_id": "user_123"}

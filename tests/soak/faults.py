@@ -25,6 +25,7 @@ TICK_ROUTES = (
     "GET /v1/files/{file_id}",
     "GET /v1/files/{file_id}/content",
     "POST /v1/files",
+    "DELETE /v1/files/{file_id}",
 )
 # Where an attempt may die. Before `create_job`, nothing is recorded yet: Lambda's retry finds
 # Powertools' marker and records the job itself, for the poller to resume.

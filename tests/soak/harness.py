@@ -367,10 +367,12 @@ class Soak:
         return [item for item in items if item["sk"] == "JOB"]
 
     def _all_ended(self) -> bool:
-        """Every job ended and emailed, and nothing left in either partition of the index."""
+        """Every job ended and emailed, and nothing left in any partition of the index: no batch
+        live, no submission unfinished, no clean-up pending."""
         if len(self._done) < len(self.dropped):
             return False
-        return not any(self._index_count(partition) for partition in ("ACTIVE", "SUBMITTING"))
+        partitions = ("ACTIVE", "SUBMITTING", "CLEANUP")
+        return not any(self._index_count(partition) for partition in partitions)
 
     def _running(self) -> list[str]:
         return sorted(set(self.dropped) - self._done)
@@ -461,5 +463,6 @@ def _moved(summary: dict[str, Any] | None) -> bool:
         summary["changed"]
         or summary["finished_jobs"]
         or summary["resumed_submissions"]
+        or summary["cleanups"]
         or summary["errors"]
     )

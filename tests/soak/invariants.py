@@ -52,6 +52,7 @@ class Evidence:
     emails: list[dict[str, Any]]
     batches: list[SimBatch]
     seen: Observations
+    live_files: set[str]  # the files OpenAI holds at the end
     s3: Any
     bucket: str
 
@@ -208,6 +209,20 @@ def results_never_overwritten(evidence: Evidence) -> list[str]:
     return problems
 
 
+def no_reported_job_leaves_files_on_openai(evidence: Evidence) -> list[str]:
+    """Once a job is reported, every file it recorded on OpenAI (inputs, outputs, errors) is
+    deleted, whatever deletes failed on the way."""
+    problems = []
+    for job_id, job in sorted(evidence.jobs.items()):
+        if job.get("status") not in ENDED or not job.get("openai_files"):
+            continue
+        left = sorted(set(job["openai_files"]) & evidence.live_files)
+        state = (job.get("file_cleanup") or {}).get("state")
+        if left or state != "done":
+            problems.append(f"job {job_id}: clean-up {state}, files left on OpenAI: {left}")
+    return problems
+
+
 PROMISES: dict[str, Check] = {
     check.__name__: check
     for check in (
@@ -217,6 +232,7 @@ PROMISES: dict[str, Check] = {
         nothing_missing_from_a_completed_batch_is_sent_again,
         every_request_accounted_for,
         results_never_overwritten,
+        no_reported_job_leaves_files_on_openai,
     )
 }
 

@@ -8,8 +8,12 @@ kind of batch ending; then the promises are checked together, from what users an
 
 from __future__ import annotations
 
+import json
+import os
 import time
+from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
 import boto3
 import pytest
@@ -49,26 +53,39 @@ def test_seeded_fault_soak(
         seen=soak.seen,
         s3=boto3.client("s3"),
         bucket=soak.bucket,
+        live_files=set(openai_sim.file_ids(purpose=None)),
     )
-    print(_figures(soak, evidence, time.monotonic() - started), flush=True)
+    _report(_figures(soak, evidence), time.monotonic() - started)
     _judge(check_all(evidence), soak_seed, replay)
 
 
-def _figures(soak: Soak, evidence: Evidence, seconds: float) -> str:
-    statuses: dict[str, int] = {}
-    for job in evidence.jobs.values():
-        statuses[job["status"]] = statuses.get(job["status"], 0) + 1
-    return (
-        f"soak: {len(soak.dropped)} uploads, {len(evidence.batches)} batches, "
-        f"{len(evidence.emails)} emails, {soak.seen.steps} steps, {soak.seen.kills} kills, "
-        f"{len(soak.seen.dead_letters)} dead letters, {soak.seen.retries} retried by the "
-        f"operator, {len(soak.seen.tick_errors)} failed "
-        f"ticks, {openai_sim_calls(soak)} OpenAI calls in {seconds:.1f} s; outcomes {statuses}"
-    )
+def _figures(soak: Soak, evidence: Evidence) -> dict[str, int]:
+    """What the run did, by name: printed, and (SOAK_FIGURES=path) written for `make soak`
+    to add up over its shards."""
+    recorded = {f for job in evidence.jobs.values() for f in job.get("openai_files", [])}
+    outcomes = Counter(f"jobs {job['status']}" for job in evidence.jobs.values())
+    return {
+        "uploads": len(soak.dropped),
+        "batches": len(evidence.batches),
+        "emails": len(evidence.emails),
+        "steps": soak.seen.steps,
+        "kills": soak.seen.kills,
+        "dead letters": len(soak.seen.dead_letters),
+        "retried by the operator": soak.seen.retries,
+        "failed ticks": len(soak.seen.tick_errors),
+        "OpenAI calls": len(soak.sim.calls),
+        **dict(sorted(outcomes.items())),
+        "files left on OpenAI": len(evidence.live_files),
+        "of them a job's": len(recorded & evidence.live_files),
+    }
 
 
-def openai_sim_calls(soak: Soak) -> int:
-    return len(soak.sim.calls)
+def _report(figures: dict[str, int], seconds: float) -> None:
+    print("soak: " + ", ".join(f"{value:,} {name}" for name, value in figures.items())
+          + f" in {seconds:.1f} s", flush=True)  # fmt: skip
+    path = os.environ.get("SOAK_FIGURES")
+    if path:
+        Path(path).write_text(json.dumps(figures))
 
 
 def _judge(results: dict[str, list[str]], seed: int, replay: str) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, Required, TypedDict
 
-from batchdrop.records import Batch, BatchRecord, JobRecord
+from batchdrop.records import Batch, BatchRecord, FileCleanup, JobRecord
 
 # An upload's body: called again for every attempt, so a retry re-reads the same bytes.
 BodyFactory = Callable[[], Iterable[bytes]]
@@ -152,6 +152,8 @@ class BatchAPI(Protocol):
 
     def list_batches(self) -> Iterator[Batch]: ...
 
+    def delete_file(self, file_id: str) -> object: ...
+
 
 class JobRepository(Protocol):
     """The job and batch records. Every write that changes state is conditional: one that
@@ -227,6 +229,13 @@ class JobRepository(Protocol):
     def note_duplicates(
         self, job_id: str, index: int, found: list[str], cancelled: list[str]
     ) -> None: ...
+
+    # deleting a reported job's files on OpenAI
+    def schedule_file_cleanup(self, job_id: str, file_ids: list[str]) -> None: ...
+
+    def file_cleanups(self) -> Iterator[JobRecord]: ...
+
+    def record_file_cleanup(self, job_id: str, attempts: int, cleanup: FileCleanup) -> bool: ...
 
 
 class Publisher(Protocol):

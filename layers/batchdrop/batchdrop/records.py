@@ -79,6 +79,18 @@ class PlannedPart(TypedDict):
     requests: int
 
 
+class FileCleanup(TypedDict, total=False):
+    """Deleting a reported job's files on OpenAI (jobs/cleanup.py): what is left, and how the
+    attempts went. `state` is "pending" until nothing is left ("done"), or until the attempts
+    run out ("gave_up": OpenAI's own expiry of each file removes the rest)."""
+
+    state: str
+    left: list[str]
+    deleted: int
+    attempts: int
+    last_error: str | None
+
+
 class JobRecord(TypedDict, total=False):
     """One job (sk "JOB"): its source, its plan, its submission lease, its finishing attempts
     and, once finished, its outcome. Notices' states (`notice_<kind>`) live on it too, but only
@@ -150,6 +162,9 @@ class JobRecord(TypedDict, total=False):
     not_succeeded_key: str | None
     batch_errors: list[BatchErrorDetail]
     finished_at: int
+    # the job's files on OpenAI (inputs, outputs, errors), and their deletion once reported
+    openai_files: list[str]
+    file_cleanup: FileCleanup
 
 
 class BatchRecord(TypedDict, total=False):

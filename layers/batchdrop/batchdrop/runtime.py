@@ -69,6 +69,7 @@ def openai_api(settings: Settings) -> BatchAPI:
 
 
 def poller(settings: Settings, metrics: Metrics) -> Poller:
+    from batchdrop.jobs.cleanup import OpenAIFileCleanup
     from batchdrop.jobs.duplicate_batches import DuplicateBatchSweeper
     from batchdrop.jobs.finish import JobFinisher
     from batchdrop.jobs.poll import Poller
@@ -80,6 +81,9 @@ def poller(settings: Settings, metrics: Metrics) -> Poller:
     objects = object_store()
     launcher = _launcher(settings, objects, api)
     outbox = notice_outbox(settings, store)
+    cleanup = OpenAIFileCleanup(
+        store=store, api=api, metrics=metrics, enabled=settings.delete_openai_files
+    )
     finisher = JobFinisher(
         input_prefix=settings.input_prefix,
         objects=objects,
@@ -87,6 +91,7 @@ def poller(settings: Settings, metrics: Metrics) -> Poller:
         launcher=launcher,
         store=store,
         outbox=outbox,
+        cleanup=cleanup,
         metrics=metrics,
         resubmit_unfinished=settings.resubmit_unfinished,
         workdir=Path(tempfile.gettempdir()),
@@ -108,6 +113,7 @@ def poller(settings: Settings, metrics: Metrics) -> Poller:
         duplicates=DuplicateBatchSweeper(api=api, store=store, metrics=metrics),
         outbox=outbox,
         finisher=finisher,
+        cleanup=cleanup,
         resumer=resumer,
         metrics=metrics,
         concurrency=settings.poll_concurrency,

@@ -46,6 +46,8 @@ class Settings:
     # How long OpenAI keeps uploaded input files, and each batch's output and error files.
     input_file_expiry_seconds: int = DEFAULT_INPUT_FILE_EXPIRY_SECONDS
     output_file_expiry_seconds: int = DEFAULT_OUTPUT_FILE_EXPIRY_SECONDS
+    # Delete a job's files on OpenAI once its results are in S3 and its email is sent.
+    delete_openai_files: bool = True
 
     @property
     def limits(self) -> Limits:
@@ -84,6 +86,7 @@ class Settings:
             output_file_expiry_seconds=_expiry(
                 env, "OUTPUT_FILE_EXPIRY_SECONDS", DEFAULT_OUTPUT_FILE_EXPIRY_SECONDS
             ),
+            delete_openai_files=_boolean(env, "DELETE_OPENAI_FILES", default=True),
         )
 
 

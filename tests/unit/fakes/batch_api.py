@@ -59,6 +59,7 @@ class FakeBatchAPI:
         self.uploads: dict[str, JSON] = {}
         self.batches: dict[str, JSON] = {}  # in creation order
         self.calls: list[str] = []  # every call by method name, failed ones included
+        self.deleted: list[str] = []  # the files deleted, in order
 
     # --- for tests ------------------------------------------------------------------------------
 
@@ -263,6 +264,15 @@ class FakeBatchAPI:
             ),
         )
         yield from listed
+
+    def delete_file(self, file_id: str) -> JSON:
+        def delete() -> JSON:
+            if self.files.pop(file_id, None) is None:
+                raise refused(404, "not_found")
+            self.deleted.append(file_id)
+            return {"id": file_id, "object": "file", "deleted": True}
+
+        return self._call("delete_file", delete)
 
     # --- internals ------------------------------------------------------------------------------
 

@@ -21,9 +21,15 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import suppress
 from typing import Any, cast
 
-from batchdrop.adapters.job_store import ACTIVE_PARTITION, SUBMITTING_PARTITION, batch_key, job_key
+from batchdrop.adapters.job_store import (
+    ACTIVE_PARTITION,
+    CLEANUP_PARTITION,
+    SUBMITTING_PARTITION,
+    batch_key,
+    job_key,
+)
 from batchdrop.errors import StaleRecordError
-from batchdrop.records import Batch, BatchRecord, JobRecord, openai_fields
+from batchdrop.records import Batch, BatchRecord, FileCleanup, JobRecord, openai_fields
 
 Item = dict[str, Any]
 Key = tuple[str, str]
@@ -351,6 +357,42 @@ class FakeJobStore:
             if cancelled:
                 item["duplicates_cancelled"] = [*item.get("duplicates_cancelled", []), *cancelled]
             self.writes.append("note_duplicates")
+
+    # --- deleting a reported job's files on OpenAI ---------------------------------------------
+
+    def schedule_file_cleanup(self, job_id: str, file_ids: list[str]) -> None:
+        self._hook("schedule_file_cleanup", job_id, file_ids)
+        now = self.now()
+        cleanup: FileCleanup = {"state": "pending", "left": file_ids, "deleted": 0, "attempts": 0}
+        changes: Item = {
+            "file_cleanup": cleanup,
+            "active_pk": CLEANUP_PARTITION,
+            "active_sk": f"{now:012d}#{job_id}",
+        }
+
+        def not_yet(item: Item | None) -> bool:
+            return item is not None and "file_cleanup" not in item
+
+        with suppress(StaleRecordError):
+            self._update(job_key(job_id), changes, not_yet, "schedule_file_cleanup")
+
+    def file_cleanups(self) -> Iterator[JobRecord]:
+        yield from map(_job, self._index(CLEANUP_PARTITION))
+
+    def record_file_cleanup(self, job_id: str, attempts: int, cleanup: FileCleanup) -> bool:
+        self._hook("record_file_cleanup", job_id, attempts, cleanup)
+        changes: Item = {"file_cleanup": cleanup}
+        if cleanup["state"] != "pending":
+            changes |= {"active_pk": None, "active_sk": None}
+
+        def unchanged(item: Item | None) -> bool:
+            return item is not None and item.get("file_cleanup", {}).get("attempts") == attempts
+
+        try:
+            self._update(job_key(job_id), changes, unchanged, "record_file_cleanup")
+        except StaleRecordError:
+            return False
+        return True
 
     def now(self) -> int:
         return int(self._clock())

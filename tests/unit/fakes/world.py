@@ -19,6 +19,7 @@ from batchdrop import SERVICE
 from batchdrop.adapters.openai_api import RetryPolicy
 from batchdrop.domain.limits import DEFAULT_LIMITS, Limits
 from batchdrop.domain.model import SourceObject
+from batchdrop.jobs.cleanup import OpenAIFileCleanup
 from batchdrop.jobs.duplicate_batches import DuplicateBatchSweeper
 from batchdrop.jobs.finish import JobFinisher
 from batchdrop.jobs.launch import BatchLauncher
@@ -57,6 +58,7 @@ class Options:
     concurrency: int = 4
     input_expiry_seconds: int | None = None  # None: OpenAI's default, nothing sent
     output_expiry_seconds: int | None = None
+    delete_openai_files: bool = True
 
 
 class World:
@@ -99,6 +101,14 @@ class World:
             limits=self.options.limits,
         )
 
+    def cleanup(self) -> OpenAIFileCleanup:
+        return OpenAIFileCleanup(
+            store=self.store,
+            api=self.api,
+            metrics=self.metrics,
+            enabled=self.options.delete_openai_files,
+        )
+
     def finisher(self) -> JobFinisher:
         return JobFinisher(
             input_prefix=INPUT_PREFIX,
@@ -107,6 +117,7 @@ class World:
             launcher=self.launcher(),
             store=self.store,
             outbox=self.outbox(),
+            cleanup=self.cleanup(),
             metrics=self.metrics,
             resubmit_unfinished=self.options.resubmit_unfinished,
             workdir=Path(tempfile.gettempdir()),
@@ -137,6 +148,7 @@ class World:
             ),
             outbox=self.outbox(),
             finisher=finisher or self.finisher(),
+            cleanup=self.cleanup(),
             resumer=self.resumer(),
             metrics=self.metrics,
             concurrency=self.options.concurrency,

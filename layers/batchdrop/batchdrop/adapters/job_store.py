@@ -3,8 +3,9 @@
 One item per job (sk "JOB") and one per OpenAI batch (sk "BATCH#0000"). A batch item carries
 active_pk/active_sk only while the batch is unfinished, which keeps the ActiveIndex sparse: the
 poller's one Query costs what the active batches cost, never what the history costs. A job sits
-in the same index, under its own partition, only while it is being submitted, so the poller can
-find a submission whose attempt died and resume it.
+in the same index, under its own partitions, only while it is being submitted (so the poller can
+find a submission whose attempt died and resume it) and, once reported, while its files on
+OpenAI are still to delete.
 Every write that changes state is conditional, so overlapping invocations cannot regress a record.
 """
 
@@ -20,12 +21,13 @@ from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
 from batchdrop.errors import StaleRecordError
-from batchdrop.records import Batch, BatchRecord, JobRecord, openai_fields
+from batchdrop.records import Batch, BatchRecord, FileCleanup, JobRecord, openai_fields
 
 Item = dict[str, Any]  # an item as DynamoDB holds it, before it is read as a record
 ACTIVE_INDEX = "ActiveIndex"
 ACTIVE_PARTITION = "ACTIVE"  # one partition suffices: the index only ever holds live batches
 SUBMITTING_PARTITION = "SUBMITTING"  # jobs whose submission has not ended yet
+CLEANUP_PARTITION = "CLEANUP"  # reported jobs whose files on OpenAI are still to delete
 
 
 def job_key(job_id: str) -> dict[str, str]:
@@ -350,6 +352,40 @@ class JobStore:
             | ({"#dups": "duplicates_cancelled"} if cancelled else {}),
             ExpressionAttributeValues=values,
         )
+
+    # --- deleting a reported job's files on OpenAI ----------------------------------------------
+
+    def schedule_file_cleanup(self, job_id: str, file_ids: list[str]) -> None:
+        """Put the job in the index of clean-ups, with the files to delete; once only, so a
+        finish that resumes after its email cannot start the clean-up over."""
+        now = self._now()
+        cleanup: FileCleanup = {"state": "pending", "left": file_ids, "deleted": 0, "attempts": 0}
+        changes = {
+            "file_cleanup": cleanup,
+            "active_pk": CLEANUP_PARTITION,
+            "active_sk": f"{now:012d}#{job_id}",
+        }
+        with suppress(StaleRecordError):  # scheduled already
+            self._update(
+                job_key(job_id), changes, Attr("pk").exists() & Attr("file_cleanup").not_exists()
+            )
+
+    def file_cleanups(self) -> Iterator[JobRecord]:
+        """Every job whose files are still to delete, oldest first."""
+        yield from self._query_index(CLEANUP_PARTITION)
+
+    def record_file_cleanup(self, job_id: str, attempts: int, cleanup: FileCleanup) -> bool:
+        """Record an attempt, if no other has been recorded since the one that `attempts`
+        counts; a clean-up that is no longer pending leaves the index. False when another
+        invocation recorded one first."""
+        changes: dict[str, Any] = {"file_cleanup": cleanup}
+        if cleanup["state"] != "pending":
+            changes |= {"active_pk": None, "active_sk": None}
+        try:
+            self._update(job_key(job_id), changes, Attr("file_cleanup.attempts").eq(attempts))
+        except StaleRecordError:
+            return False
+        return True
 
     def now(self) -> int:
         return self._now()

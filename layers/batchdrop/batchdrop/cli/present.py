@@ -80,6 +80,8 @@ def _cost_and_tags(view: JobView) -> list[str]:
     if view.usage:
         lines.append(f"tokens:   {usage_line(view.usage)}")
     lines += [f"metadata: {key} = {value}" for key, value in sorted(view.metadata.items())]
+    if view.openai_files:
+        lines.append(f"openai:   {view.openai_files}")
     return lines
 
 

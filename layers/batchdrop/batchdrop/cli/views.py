@@ -66,6 +66,22 @@ class JobView:
         return {str(k): int(v) for k, v in (self.record.get("usage") or {}).items()}
 
     @property
+    def openai_files(self) -> str | None:
+        """What became of the job's files on OpenAI once it was reported; None before, or
+        when the deployment keeps them."""
+        cleanup = self.record.get("file_cleanup")
+        if not cleanup:
+            return None
+        deleted, left = int(cleanup.get("deleted", 0)), len(cleanup.get("left") or [])
+        match cleanup.get("state"):
+            case "done":
+                return f"{deleted} files deleted"
+            case "gave_up":
+                return f"{deleted} files deleted, {left} left to OpenAI's expiry"
+            case _:
+                return f"{deleted} files deleted, {left} still to delete (retried every tick)"
+
+    @property
     def finished(self) -> bool:
         return self.status in FINISHED
 
@@ -83,6 +99,7 @@ class JobView:
             "metadata": self.metadata,
             "usage": self.usage,
             "models": list(self.record.get("models") or []),
+            "openai_files": self.openai_files,
             "batches": [b.__dict__ for b in self.batches],
         }
 

@@ -2,8 +2,9 @@
 
 The steps run in an order that a crash can interrupt anywhere: results are written to S3 first
 (rewriting them is harmless), then the outcome is recorded, then the email goes through the
-outbox (sent once), and only then do the job's batches leave the active index. Until that last
-step every tick finds the job again and resumes where it stopped.
+outbox (sent once), then the job's files on OpenAI are scheduled for deletion, and only then do
+the job's batches leave the active index. Until that last step every tick finds the job again
+and resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from batchdrop.domain.results import MergeSummary, PartInput, ResultFile, merge_
 from batchdrop.domain.usage import models_used, summed_usage
 from batchdrop.domain.validation import validate_stream
 from batchdrop.errors import AlreadyWrittenError
+from batchdrop.jobs.cleanup import OpenAIFileCleanup, job_files
 from batchdrop.jobs.launch import BatchLauncher, ObjectVersion, batch_metadata
 from batchdrop.jobs.media import MediaSaver, SavedMedia
 from batchdrop.jobs.outbox import NoticeOutbox
@@ -62,6 +64,7 @@ class JobFinisher:
         launcher: BatchLauncher,
         store: JobRepository,
         outbox: NoticeOutbox,
+        cleanup: OpenAIFileCleanup,
         metrics: Metrics,
         resubmit_unfinished: bool,
         workdir: Path,
@@ -72,6 +75,7 @@ class JobFinisher:
         self._launcher = launcher
         self._store = store
         self._outbox = outbox
+        self._cleanup = cleanup
         self._metrics = metrics
         self._resubmit_unfinished = resubmit_unfinished
         self._workdir = workdir
@@ -80,9 +84,10 @@ class JobFinisher:
     def finish(self, job_id: str, time_left: Callable[[], float]) -> str:
         """ "not_ready", "follow_up" or the job's outcome once it is saved and reported."""
         job = self._store.get_job(job_id)
+        records = self._store.batches(job_id)
         # A part whose submission was given up never ran: the job is what was submitted.
         parts = sorted(
-            (item for item in self._store.batches(job_id) if item.get("status") != "not_submitted"),
+            (item for item in records if item.get("status") != "not_submitted"),
             key=lambda item: int(item["index"]),
         )
         if job is None or not parts or not all(part.get("final") for part in parts):
@@ -105,11 +110,14 @@ class JobFinisher:
             if self._wants_follow_up(job, parts, summary) and unfinished_key:
                 self._launch_follow_up(job, parts, unfinished_key)
                 return "follow_up"
-            self._record_outcome(job, parts, summary, unfinished_key, copies, media)
+            files = job_files([*records, *copies])
+            self._record_outcome(job, parts, summary, unfinished_key, copies, media, files)
             job = self._store.get_job(job_id) or job
         self._point_to_newest(job)
         if not self._outbox.send_once(job_id, "outcome", self._notice(job)):
             return "not_ready"  # another sender holds the email; stay active until it is out
+        # Results home, email out: only now may the job's files on OpenAI go.
+        self._cleanup.schedule(job)
         self._store.retire_batches(job_id, [int(part["index"]) for part in parts])
         return str(job["status"])
 
@@ -328,7 +336,8 @@ class JobFinisher:
         summary: MergeSummary,
         unfinished_key: str | None,
         copies: list[BatchRecord],
-        media: SavedMedia | None = None,
+        media: SavedMedia | None,
+        files: list[str],
     ) -> None:
         outcome = _outcome(parts, summary)
         usage = _usage([*parts, *copies])  # a duplicate's tokens were paid for too
@@ -351,6 +360,7 @@ class JobFinisher:
             ),
             "batch_errors": _batch_errors(parts),
             "finished_at": self._store.now(),
+            "openai_files": files,
         }
         with suppress(AlreadyWrittenError):  # an earlier attempt of this round wrote it
             self._objects.put_json(job["source_bucket"], f"{prefix}summary.json", {

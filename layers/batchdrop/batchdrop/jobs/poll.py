@@ -54,6 +54,10 @@ class Resumer(Protocol):
     def run(self, time_left: Callable[[], float]) -> dict[str, str]: ...
 
 
+class Cleanup(Protocol):
+    def run(self, time_left: Callable[[], float]) -> dict[str, str]: ...
+
+
 @dataclass
 class TickSummary:
     active: int = 0
@@ -63,6 +67,7 @@ class TickSummary:
     deferred: int = 0
     resubmitted: int = 0
     finished_jobs: dict[str, str] = field(default_factory=dict)
+    cleanups: dict[str, str] = field(default_factory=dict)
     resumed_submissions: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -74,6 +79,7 @@ class TickSummary:
             "deferred": self.deferred,
             "resubmitted": self.resubmitted,
             "finished_jobs": self.finished_jobs,
+            "cleanups": self.cleanups,
             "resumed_submissions": self.resumed_submissions,
         }
 
@@ -88,6 +94,7 @@ class Poller:
         duplicates: DuplicateBatchSweeper,
         outbox: NoticeOutbox,
         finisher: Finisher,
+        cleanup: Cleanup,
         resumer: Resumer,
         metrics: Metrics,
         concurrency: int,
@@ -100,6 +107,7 @@ class Poller:
         self._duplicates = duplicates
         self._outbox = outbox
         self._finisher = finisher
+        self._cleanup = cleanup
         self._resumer = resumer
         self._metrics = metrics
         self._concurrency = concurrency
@@ -140,10 +148,20 @@ class Poller:
         summary.finished_jobs = self._finishing.run(
             [job for job, is_ready in ready.items() if is_ready], time_left
         )
+        summary.cleanups = self._clean_up_safely(time_left)
         # Last: a resumed submission validates and uploads a whole file, the longest work here.
         summary.resumed_submissions = self._resumer.run(time_left)
         logger.info("tick done", extra=summary.as_dict())
         return summary
+
+    def _clean_up_safely(self, time_left: Callable[[], float]) -> dict[str, str]:
+        """Deleting reported jobs' files on OpenAI: whatever fails is for the next tick."""
+        try:
+            return self._cleanup.run(time_left)
+        except Exception:
+            logger.exception("deleting files on OpenAI failed; the next tick tries again")
+            self._metrics.add_metric("OpenAIFileDeletesFailed", MetricUnit.Count, 1)
+            return {}
 
     # --- one batch ---------------------------------------------------------------------------
 
