@@ -79,26 +79,24 @@ integration: $(VENV)/.installed ## moto + simulator tests
 contract: $(VENV)/.installed ## the openai SDK against the simulator
 	$(BIN)/pytest tests/contract
 
-# Here SEED defaults to one from the clock, printed first, so that repeated soaks explore;
-# `make soak SEED=n JOBS=m` replays one exactly (a failure prints that command).
+# The soak runs JOBS jobs as shards of at most SHARD_JOBS, each on a stack and a seed of its own
+# (SEED, SEED+1, ...), one per core at a time (tests/soak/shards.py). SEED defaults to one from
+# the clock, printed first, so that repeated soaks explore; a failing shard prints the command
+# that replays exactly it.
 SEED ?= $(shell date +%s)
 JOBS ?= 200
+SHARD_JOBS ?= 200
 soak: $(VENV)/.installed ## seeded fault soak (SEED=n replays a run, JOBS=5000 runs longer)
-	@echo "soak: SEED=$(SEED) JOBS=$(JOBS)"
-	SOAK_SEED=$(SEED) SOAK_JOBS=$(JOBS) $(BIN)/pytest tests/soak -p no:logging -s
+	@echo "soak: SEED=$(SEED) JOBS=$(JOBS) SHARD_JOBS=$(SHARD_JOBS)"
+	$(BIN)/python -m tests.soak.shards --seed $(SEED) --jobs $(JOBS) --shard-jobs $(SHARD_JOBS)
 
-# `make test`'s soak: 200 jobs as two fixed-seed shards of 100, one per core, so it takes about
-# half the time of one 200-job run. The soak is one Python process bound by moto's CPU.
-CI_SOAK_SEEDS := 11 12
-CI_SOAK_JOBS := 100
-soak-ci: $(VENV)/.installed ## the soak as make test runs it (two seeded shards at once)
-	pids=(); for seed in $(CI_SOAK_SEEDS); do \
-	  SOAK_SEED=$$seed SOAK_JOBS=$(CI_SOAK_JOBS) $(BIN)/pytest tests/soak -p no:logging -s & \
-	  pids+=($$!); done; \
-	for pid in "$${pids[@]}"; do wait $$pid; done
+# `make test`'s soak: 200 jobs as two fixed-seed shards of 100, so that both cores work.
+soak-ci: $(VENV)/.installed ## the soak as make test runs it (seeds 11 and 12, 100 jobs each)
+	$(MAKE) --no-print-directory soak SEED=11 JOBS=200 SHARD_JOBS=100
 
+# Spread over every core (pytest-xdist): CI's two cores halve the suite's time.
 pytest: $(VENV)/.installed ## every test, then the soak
-	$(BIN)/pytest --ignore=tests/soak
+	$(BIN)/pytest --ignore=tests/soak -n auto
 	$(MAKE) --no-print-directory soak-ci
 
 test: lint typecheck cfn-lint sam-validate sam-build checkov pytest ## everything CI checks
