@@ -122,7 +122,30 @@ def finishing_and_notices(store: Any, clock: FakeClock) -> list[Any]:
     return seen
 
 
-@pytest.mark.parametrize("script", [submission, batches, finishing_and_notices])
+def file_cleanups(store: Any, clock: FakeClock) -> list[Any]:
+    store.create_job(JOB, {"status": "completed"})
+    pending = {"state": "pending", "left": ["file-2"], "deleted": 1, "attempts": 1}
+    done = {"state": "done", "left": [], "deleted": 2, "attempts": 2, "last_error": None}
+    seen = [
+        attempt(lambda: store.file_cleanups()),
+        attempt(lambda: store.schedule_file_cleanup(JOB, ["file-1", "file-2"])),
+        attempt(lambda: store.schedule_file_cleanup("missing", ["file-9"])),
+        attempt(lambda: store.file_cleanups()),
+        attempt(lambda: store.record_file_cleanup(JOB, 0, pending)),
+        attempt(lambda: store.record_file_cleanup(JOB, 0, done)),  # another recorded first
+        attempt(lambda: store.schedule_file_cleanup(JOB, ["file-1", "file-2"])),  # once only
+        store.get_job(JOB),
+    ]
+    clock.advance(300)
+    seen += [
+        attempt(lambda: store.record_file_cleanup(JOB, 1, done)),
+        attempt(lambda: store.file_cleanups()),
+        store.get_job(JOB),
+    ]
+    return seen
+
+
+@pytest.mark.parametrize("script", [submission, batches, finishing_and_notices, file_cleanups])
 def test_the_fake_job_store_behaves_as_the_dynamodb_one(
     script: Script, stack: DeployedStack
 ) -> None:
