@@ -85,7 +85,7 @@ contract: $(VENV)/.installed ## the openai SDK against the simulator
 # that replays exactly it.
 SEED ?= $(shell date +%s)
 JOBS ?= 200
-SHARD_JOBS ?= 200
+SHARD_JOBS ?= 100
 soak: $(VENV)/.installed ## seeded fault soak (SEED=n replays a run, JOBS=5000 runs longer)
 	@echo "soak: SEED=$(SEED) JOBS=$(JOBS) SHARD_JOBS=$(SHARD_JOBS)"
 	$(BIN)/python -m tests.soak.shards --seed $(SEED) --jobs $(JOBS) --shard-jobs $(SHARD_JOBS)

@@ -62,7 +62,8 @@ class LocalStack:
         self._invocations = ThreadPoolExecutor(max_workers=5, thread_name_prefix="submit")
         self._seen: set[tuple[str, str]] = set()
         self._sequencer = itertools.count(1)
-        self.ticks = 0
+        self.ticks = 0  # poll ticks ended, raising or not
+        self._ticked = threading.Condition()
         self.errors: list[str] = []
         self._environment = ExitStack()  # this process's AWS clients point at moto until stop
         self._saved_clock = runtime.clock
@@ -206,9 +207,19 @@ class LocalStack:
         while not self._stop.wait(interval):
             try:
                 self.poll.invoke(tick)
-                self.ticks += 1
             except Exception as exc:
                 self.errors.append(f"poll: {exc}")
+            with self._ticked:
+                self.ticks += 1
+                self._ticked.notify_all()
+
+    def wait_for_tick(self, timeout: float = 60.0) -> None:
+        """Return once a poll tick that had not ended at the call has ended: whatever a tick
+        was in the middle of (say, the clean-up after a job's finish) is then done."""
+        with self._ticked:
+            seen = self.ticks
+            if not self._ticked.wait_for(lambda: self.ticks > seen, timeout):
+                raise TimeoutError(f"no poll tick ended within {timeout} s")
 
     def _compressed(self, expression: str) -> float:
         if self.options.openai == "real":

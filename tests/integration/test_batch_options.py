@@ -78,6 +78,8 @@ def test_metadata_past_a_limit_is_refused_with_a_report_and_nothing_reaches_open
     assert pipeline.sim.batches == {}
 
 
+# Kept, not deleted once the job is reported, so that their expiry can be read afterwards.
+@pytest.mark.parametrize("stack", [{"DeleteOpenAIFiles": "false"}], indirect=True)
 def test_input_files_and_batch_outputs_expire_as_the_deployment_and_the_file_say(
     load_function: Callable[..., Function],
     stack: DeployedStack,
