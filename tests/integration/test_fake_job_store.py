@@ -137,7 +137,11 @@ def file_cleanups(store: Any, clock: FakeClock) -> list[Any]:
         store.get_job(JOB),
     ]
     clock.advance(300)
+    store.update_job(JOB, {"status": "needs_attention"})  # out of the index, still pending
     seen += [
+        attempt(lambda: store.file_cleanups()),
+        attempt(lambda: store.schedule_file_cleanup(JOB, ["file-9"])),  # back in, not anew
+        attempt(lambda: store.file_cleanups()),
         attempt(lambda: store.record_file_cleanup(JOB, 1, done)),
         attempt(lambda: store.file_cleanups()),
         store.get_job(JOB),

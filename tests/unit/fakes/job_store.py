@@ -373,8 +373,19 @@ class FakeJobStore:
         def not_yet(item: Item | None) -> bool:
             return item is not None and "file_cleanup" not in item
 
-        with suppress(StaleRecordError):
+        def unplaced(item: Item | None) -> bool:
+            return (
+                item is not None
+                and item.get("file_cleanup", {}).get("state") == "pending"
+                and "active_pk" not in item
+            )
+
+        try:
             self._update(job_key(job_id), changes, not_yet, "schedule_file_cleanup")
+        except StaleRecordError:
+            place = {key: changes[key] for key in ("active_pk", "active_sk")}
+            with suppress(StaleRecordError):
+                self._update(job_key(job_id), place, unplaced, "schedule_file_cleanup")
 
     def file_cleanups(self) -> Iterator[JobRecord]:
         yield from map(_job, self._index(CLEANUP_PARTITION))
@@ -382,7 +393,9 @@ class FakeJobStore:
     def record_file_cleanup(self, job_id: str, attempts: int, cleanup: FileCleanup) -> bool:
         self._hook("record_file_cleanup", job_id, attempts, cleanup)
         changes: Item = {"file_cleanup": cleanup}
-        if cleanup["state"] != "pending":
+        if cleanup["state"] == "pending":
+            changes["active_sk"] = f"{self.now():012d}#{job_id}"
+        else:
             changes |= {"active_pk": None, "active_sk": None}
 
         def unchanged(item: Item | None) -> bool:

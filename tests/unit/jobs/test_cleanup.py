@@ -191,3 +191,62 @@ def test_job_files_names_each_file_once() -> None:
         {"file_id": "file-in3"},  # uploaded, never made a batch
     ]
     assert job_files(records) == ["file-err", "file-in", "file-in2", "file-in3", "file-o"]
+
+
+def test_a_pending_cleanup_that_lost_its_place_in_the_index_takes_it_back(world: World) -> None:
+    """Set aside after its email (a status change takes a job out of the index), then retried
+    and finished again: scheduling again puts the clean-up back where ticks find it."""
+    job_id, files = completed_job(world)
+    world.api.fail_next("delete_file", refused(500, "server_error"))
+    world.tick()
+    world.store.update_job(job_id, {"status": "needs_attention"})
+    assert world.tick().cleanups == {}  # out of the index: no tick finds it
+
+    world.cleanup().schedule(world.store.get_job(job_id) or {})
+
+    assert world.tick().cleanups == {job_id: "done"}
+    assert sorted(world.api.deleted) == files
+    assert world.store.job(job_id)["file_cleanup"]["attempts"] == 2  # not started over
+
+
+def test_turning_deletion_off_leaves_pending_cleanups_alone(world: World) -> None:
+    _, files = completed_job(world)
+    world.api.fail_next("delete_file", refused(500, "server_error"), times=3)
+    world.tick()
+    world.options = Options(delete_openai_files=False)  # redeployed with DeleteOpenAIFiles=false
+
+    assert world.tick().cleanups == {}
+    assert world.api.count("delete_file") == 3
+    assert set(files) <= set(world.api.files)
+
+
+def test_an_unexpected_error_stops_no_other_file(world: World) -> None:
+    jobs = dict([completed_job(world), completed_job(world)])
+    # The tick's first delete fails, and not as OpenAI would say.
+    world.api.fail_next("delete_file", ValueError("a 200 whose body is not JSON"))
+
+    world.tick()
+
+    cleanups = {job_id: world.store.job(job_id)["file_cleanup"] for job_id in jobs}
+    (pending,) = [job_id for job_id, c in cleanups.items() if c["state"] == "pending"]
+    assert cleanups[pending]["last_error"] == "ValueError: a 200 whose body is not JSON"
+    assert len(cleanups[pending]["left"]) == 1  # its other files went
+    assert len(world.api.deleted) == 5
+    assert [c["state"] for job_id, c in cleanups.items() if job_id != pending] == ["done"]
+
+
+def test_deletes_stop_when_the_invocation_runs_short_and_the_next_tick_goes_on(
+    world: World,
+) -> None:
+    job_id, files = completed_job(world)
+    world.publisher.fail_next(ambiguous())  # finished, but reported only on the next tick
+    world.tick()
+
+    # The invocation runs short once the first delete is made.
+    world.tick(lambda: 900.0 if world.api.count("delete_file") == 0 else 5.0)
+
+    cleanup = world.store.job(job_id)["file_cleanup"]
+    assert (cleanup["state"], len(cleanup["left"]), cleanup["deleted"]) == ("pending", 2, 1)
+    world.tick()
+    assert world.store.job(job_id)["file_cleanup"]["state"] == "done"
+    assert sorted(world.api.deleted) == files

@@ -356,19 +356,18 @@ class JobStore:
     # --- deleting a reported job's files on OpenAI ----------------------------------------------
 
     def schedule_file_cleanup(self, job_id: str, file_ids: list[str]) -> None:
-        """Put the job in the index of clean-ups, with the files to delete; once only, so a
-        finish that resumes after its email cannot start the clean-up over."""
-        now = self._now()
+        """Put the job in the index of clean-ups, with the files to delete. Once only: a finish
+        that resumes after its email never starts the clean-up over; but a pending one that
+        lost its place in the index (the job was set aside meanwhile) takes it back."""
+        place = {"active_pk": CLEANUP_PARTITION, "active_sk": f"{self._now():012d}#{job_id}"}
         cleanup: FileCleanup = {"state": "pending", "left": file_ids, "deleted": 0, "attempts": 0}
-        changes = {
-            "file_cleanup": cleanup,
-            "active_pk": CLEANUP_PARTITION,
-            "active_sk": f"{now:012d}#{job_id}",
-        }
-        with suppress(StaleRecordError):  # scheduled already
-            self._update(
-                job_key(job_id), changes, Attr("pk").exists() & Attr("file_cleanup").not_exists()
-            )
+        new = Attr("pk").exists() & Attr("file_cleanup").not_exists()
+        unplaced = Attr("file_cleanup.state").eq("pending") & Attr("active_pk").not_exists()
+        try:
+            self._update(job_key(job_id), {"file_cleanup": cleanup, **place}, new)
+        except StaleRecordError:
+            with suppress(StaleRecordError):  # scheduled and in the index, or ended
+                self._update(job_key(job_id), place, unplaced)
 
     def file_cleanups(self) -> Iterator[JobRecord]:
         """Every job whose files are still to delete, oldest first."""
@@ -376,10 +375,12 @@ class JobStore:
 
     def record_file_cleanup(self, job_id: str, attempts: int, cleanup: FileCleanup) -> bool:
         """Record an attempt, if no other has been recorded since the one that `attempts`
-        counts; a clean-up that is no longer pending leaves the index. False when another
-        invocation recorded one first."""
+        counts: a clean-up still pending goes to the back of the queue, one that is no longer
+        pending leaves the index. False when another invocation recorded one first."""
         changes: dict[str, Any] = {"file_cleanup": cleanup}
-        if cleanup["state"] != "pending":
+        if cleanup["state"] == "pending":  # to the back of the queue
+            changes["active_sk"] = f"{self._now():012d}#{job_id}"
+        else:
             changes |= {"active_pk": None, "active_sk": None}
         try:
             self._update(job_key(job_id), changes, Attr("file_cleanup.attempts").eq(attempts))

@@ -69,18 +69,22 @@ class OpenAIFileCleanup:
             self._store.schedule_file_cleanup(job["job_id"], list(files))
 
     def run(self, time_left: Callable[[], float]) -> dict[str, str]:
-        """One attempt at each pending clean-up while time allows; each job's state after it."""
+        """One attempt at each pending clean-up while time allows, the longest waiting first
+        (a pending attempt goes to the back); each job's state after it. With deletion turned
+        off, clean-ups already pending wait: nothing more is deleted."""
         states: dict[str, str] = {}
+        if not self._enabled:
+            return states
         for job in self._store.file_cleanups():
             if time_left() < CLEANUP_RESERVE_SECONDS:
                 break  # the next tick goes on
-            states[job["job_id"]] = self._attempt(job)
+            states[job["job_id"]] = self._attempt(job, time_left)
         return states
 
-    def _attempt(self, job: JobRecord) -> str:
+    def _attempt(self, job: JobRecord, time_left: Callable[[], float]) -> str:
         job_id = job["job_id"]
         before = job.get("file_cleanup", {})
-        left, error = self._delete(before.get("left", []))
+        left, error = self._delete(before.get("left", []), time_left)
         attempts = int(before.get("attempts", 0)) + 1
         deleted = len(before.get("left", [])) - len(left)
         state = "done" if not left else "pending"
@@ -107,11 +111,17 @@ class OpenAIFileCleanup:
             )
         return state
 
-    def _delete(self, file_ids: list[str]) -> tuple[list[str], str | None]:
-        """The files still there after one delete each, and the last error met."""
+    def _delete(
+        self, file_ids: list[str], time_left: Callable[[], float]
+    ) -> tuple[list[str], str | None]:
+        """The files still there after one delete each (while time allows), and the last
+        error met. No failure stops the others: each file is tried on its own."""
         left: list[str] = []
         error: str | None = None
         for file_id in file_ids:
+            if time_left() < CLEANUP_RESERVE_SECONDS:
+                left.append(file_id)  # for the next tick
+                continue
             try:
                 self._api.delete_file(file_id)
             except OpenAIError as refused:
@@ -119,4 +129,7 @@ class OpenAIFileCleanup:
                     continue  # gone already: expired, or deleted by an overlapping tick
                 left.append(file_id)
                 error = str(refused)
+            except Exception as unexpected:  # e.g. a 2xx whose body is not JSON
+                left.append(file_id)
+                error = f"{type(unexpected).__name__}: {unexpected}"
         return left, error

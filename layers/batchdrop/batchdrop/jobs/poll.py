@@ -148,9 +148,10 @@ class Poller:
         summary.finished_jobs = self._finishing.run(
             [job for job, is_ready in ready.items() if is_ready], time_left
         )
-        summary.cleanups = self._clean_up_safely(time_left)
-        # Last: a resumed submission validates and uploads a whole file, the longest work here.
+        # A resumed submission validates and uploads a whole file, the longest work here.
         summary.resumed_submissions = self._resumer.run(time_left)
+        # Last: deleting reported jobs' files waits for nobody, so it takes what time is left.
+        summary.cleanups = self._clean_up_safely(time_left)
         logger.info("tick done", extra=summary.as_dict())
         return summary
 
