@@ -60,6 +60,7 @@ class FakeBatchAPI:
         self.batches: dict[str, JSON] = {}  # in creation order
         self.calls: list[str] = []  # every call by method name, failed ones included
         self.deleted: list[str] = []  # the files deleted, in order
+        self._gone: dict[str, bytes] = {}  # their bytes, for tests to read still
 
     # --- for tests ------------------------------------------------------------------------------
 
@@ -119,7 +120,8 @@ class FakeBatchAPI:
 
     def input_lines(self, batch_id: str) -> list[JSON]:
         """The requests a batch was created with."""
-        content = self.files[self.batches[batch_id]["input_file_id"]]
+        file_id = self.batches[batch_id]["input_file_id"]
+        content = self.files.get(file_id) or self._gone[file_id]
         return [json.loads(line) for line in content.splitlines()]
 
     def complete(self, batch_id: str, *, failing: Iterable[str] = (), usage: int = 10) -> None:
@@ -267,9 +269,11 @@ class FakeBatchAPI:
 
     def delete_file(self, file_id: str) -> JSON:
         def delete() -> JSON:
-            if self.files.pop(file_id, None) is None:
+            content = self.files.pop(file_id, None)
+            if content is None:
                 raise refused(404, "not_found")
             self.deleted.append(file_id)
+            self._gone[file_id] = content
             return {"id": file_id, "object": "file", "deleted": True}
 
         return self._call("delete_file", delete)

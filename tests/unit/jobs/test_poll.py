@@ -376,3 +376,74 @@ def test_a_follow_up_recorded_without_its_batch_is_launched_once_its_lease_lapse
     batch_id = world.store.part(job_id, 1)["batch_id"]
     assert world.api.batches[batch_id]["metadata"]["submission_token"] == "tok-1"
     assert world.api.count("create_batch") == 2
+
+
+def test_a_duplicate_that_ran_requests_is_adopted_not_sent_again_after_the_token_limit(
+    world: World,
+) -> None:
+    """Seed 5002 of the soak: the part's create was refused for the token limit, but a create
+    that landed late made a duplicate with the same token, which ran one request before the
+    sweep cancelled it. The token-limit resubmission must not send that request again: the
+    part takes the duplicate as its batch, and only what never ran is left unfinished."""
+    world = World(Options(resubmit_unfinished=True))
+    job_id = submitted(world, requests=2)
+    first = batch_of(world, job_id)
+    metadata = world.api.batches[first]["metadata"]
+    late = world.api.add_batch(
+        metadata=metadata,
+        created_at=world.store.now(),
+        input_file_id=world.api.batches[first]["input_file_id"],
+        endpoint="/v1/chat/completions",
+    )["id"]
+    world.api.progress(late, "in_progress")
+    world.api.fail(first, TOKEN_LIMIT)
+    world.tick()  # the part waits for the limit; the sweep cancels the duplicate
+    assert world.api.batches[late]["status"] == "cancelling"
+    world.api.run_partly(late, "cancelled", ran=1)  # req-0 ran before the cancel took
+    world.clock.advance(TOKEN_LIMIT_FIRST_WAIT_SECONDS)
+
+    for _ in range(6):
+        world.tick()
+        world.clock.advance(60)
+        for batch_id, batch in list(world.api.batches.items()):
+            if batch["status"] == "validating":
+                world.api.complete(batch_id)
+
+    sent = [
+        request["custom_id"]
+        for batch_id in world.api.batches
+        if batch_id not in (first, late)
+        for request in world.api.input_lines(batch_id)
+    ]
+    assert "req-0" not in sent  # it ran in the duplicate, and was paid for there
+    assert sent == ["req-1"]  # only what never ran went again
+    job = world.store.job(job_id)
+    assert (job["status"], job["succeeded"], job["unfinished"]) == ("completed", 2, 0)
+
+
+def test_a_live_duplicate_of_a_part_waiting_out_the_token_limit_is_kept_and_adopted(
+    world: World,
+) -> None:
+    job_id = submitted(world, requests=2)
+    first = batch_of(world, job_id)
+    world.api.fail(first, TOKEN_LIMIT)
+    world.tick()  # the part now waits out the limit
+    late = world.api.add_batch(
+        metadata=world.api.batches[first]["metadata"],
+        created_at=world.store.now(),
+        input_file_id=world.api.batches[first]["input_file_id"],
+        endpoint="/v1/chat/completions",
+    )["id"]
+    world.api.progress(late, "in_progress")
+
+    world.tick()  # found by the sweep and kept (this tick's records were read before it)
+    world.tick()  # adopted
+
+    part = world.store.part(job_id, 0)
+    assert (part["batch_id"], part["previous_batch_ids"]) == (late, [first])
+    assert "retry_at" not in part
+    assert world.api.batches[late]["status"] == "in_progress"  # not cancelled
+    world.api.complete(late)
+    assert world.tick().finished_jobs == {job_id: "completed"}
+    assert world.api.count("create_batch") == 1  # never resubmitted
+    assert [r["status"] for r in world.result(job_id)] == ["succeeded", "succeeded"]

@@ -85,7 +85,10 @@ class DuplicateBatchSweeper:
             logger.info("batches share a token no part records yet", extra={"batch_ids": ids})
             return 0
         extra = [batch for batch in group if batch["id"] not in known]
-        live = [batch["id"] for batch in extra if batch["status"] not in _LEFT_ALONE]
+        # A part waiting out the token limit keeps a live duplicate: it got through, and the
+        # poller adopts it instead of resubmitting (one is kept; the others go).
+        keep = 1 if part.get("retry_at") is not None else 0
+        live = [batch["id"] for batch in extra if batch["status"] not in _LEFT_ALONE][keep:]
         cancelled = [batch_id for batch_id in live if self._cancel(batch_id)]
         found = [batch["id"] for batch in extra]
         # Recorded even when already ended: what a duplicate ran was paid for, so the finisher

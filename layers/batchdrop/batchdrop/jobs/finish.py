@@ -129,7 +129,9 @@ class JobFinisher:
         as the part's. None while one has not ended, cancelled or not."""
         copies: list[BatchRecord] = []
         for part in parts:
-            for batch_id in sorted(part.get("duplicate_batch_ids", ())):
+            # The part's own batch may be a duplicate it adopted: its results are the part's.
+            own = {part.get("batch_id"), *part.get("previous_batch_ids", [])}
+            for batch_id in sorted(set(part.get("duplicate_batch_ids", ())) - own):
                 batch = self._api.retrieve_batch(batch_id)
                 if batch["status"] not in TERMINAL_BATCH_STATUSES:
                     return None

@@ -189,7 +189,7 @@ class Poller:
         if retry_at is not None:
             if item.get("cancel_requested"):
                 return self._cancel_waiting(item)
-            return self._resubmit_when_due(item, retry_at)
+            return self._adopt_duplicate(item) or self._resubmit_when_due(item, retry_at)
         if "batch_id" not in item:
             return self._launch_interrupted(item)
         batch = self._api.retrieve_batch(item["batch_id"])
@@ -239,6 +239,33 @@ class Poller:
             return {"retry_at": self._store.now() + wait}
         self._metrics.add_metric(_TERMINAL_METRICS[batch["status"]], MetricUnit.Count, 1)
         return {"final": True}
+
+    def _adopt_duplicate(self, item: BatchRecord) -> str | None:
+        """A part waiting out the token limit whose submission has a duplicate (a create that
+        landed late) that runs, or ran anything, takes that batch as its own instead of
+        being resubmitted: what it ran was paid for and must never be sent again. None when
+        there is no such duplicate."""
+        own = {item.get("batch_id"), *item.get("previous_batch_ids", [])}
+        for batch_id in sorted(set(item.get("duplicate_batch_ids", ())) - own):
+            batch = self._api.retrieve_batch(batch_id)
+            ran = sum(_counts(batch)[1:])
+            if batch["status"] in TERMINAL_BATCH_STATUSES and not ran:
+                continue  # ended without running anything: nothing to keep
+            changes: BatchRecord = {
+                **_waits_on(item, batch),
+                "retry_at": None,
+                "pending_token": None,
+                "pending_since": None,
+            }
+            self._store.update_batch(
+                item["job_id"], item["index"], changes, expected_version=int(item["version"])
+            )
+            logger.info(
+                "a duplicate ran the part's requests: adopted instead of resubmitting",
+                extra={"job_id": item["job_id"], "batch_id": batch_id},
+            )
+            return "changed"
+        return None
 
     def _resubmit_when_due(self, item: BatchRecord, retry_at: int) -> str:
         now = self._store.now()
