@@ -5,8 +5,9 @@ A split plan names byte ranges of the raw object; the uploader streams each rang
 every line through `normalise_line`, which yields exactly the byte counts the plan declares.
 """
 
+import json
 from collections.abc import Iterable, Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from batchdrop.domain.limits import MAX_LINE_BYTES
 from batchdrop.ports import Readable as Readable  # the stream type lives with the ports
@@ -135,3 +136,19 @@ class IterableReader:
             data = bytes(self._buffer[:size])
             del self._buffer[:size]
         return data
+
+
+def json_object(raw: bytes) -> dict[str, Any] | None:
+    """One line parsed as a JSON object; None when it is not one (or nests too deep)."""
+    try:
+        document = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def close_stream(stream: object) -> None:
+    """Close a stream that can be closed (a Readable need not be)."""
+    close = getattr(stream, "close", None)
+    if callable(close):
+        close()

@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from aws_lambda_powertools import Logger
 
@@ -33,7 +33,7 @@ from batchdrop.domain.body_rules import (
     IMAGE_GENERATIONS_ENDPOINT,
     VIDEOS_ENDPOINT,
 )
-from batchdrop.domain.lines import Readable
+from batchdrop.domain.lines import Readable, json_object
 from batchdrop.domain.long_lines import LongLine, iter_lines_or_long
 
 logger = Logger(service=SERVICE, child=True)
@@ -237,7 +237,7 @@ def completed_videos(
     for line in iter_lines_or_long(results, max_line_bytes=max_line_bytes):
         if isinstance(line, LongLine):
             continue
-        document = _json_object(line)
+        document = json_object(line)
         if document is None or document.get("status") != "succeeded":
             continue
         video = document.get("response")
@@ -250,11 +250,3 @@ def completed_videos(
             and isinstance(custom_id, str)
         ):
             yield CompletedVideo(media_name(custom_id, VIDEO_EXTENSION), video["id"])
-
-
-def _json_object(raw: bytes) -> dict[str, Any] | None:
-    try:
-        document = json.loads(raw)
-    except (ValueError, RecursionError):
-        return None
-    return document if isinstance(document, dict) else None

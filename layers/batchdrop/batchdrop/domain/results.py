@@ -54,7 +54,7 @@ from batchdrop.domain.fates import (
     without_result,
 )
 from batchdrop.domain.limits import MAX_LINE_BYTES
-from batchdrop.domain.lines import Line, Readable, iter_lines
+from batchdrop.domain.lines import Line, Readable, close_stream, iter_lines, json_object
 from batchdrop.domain.long_lines import LongLine, iter_lines_or_long
 from batchdrop.domain.result_scan import BODY, ScannedLine, scan_long_line
 from batchdrop.ports import Writable
@@ -195,7 +195,7 @@ def _numbered_inputs(
 
 
 def _input_custom_id(number: int, raw: bytes) -> str:
-    request = _json_object(raw)
+    request = json_object(raw)
     custom_id = request.get("custom_id") if request else None
     if not isinstance(custom_id, str):
         raise ValueError(f"input line {number} is not a JSON object with a string custom_id")
@@ -277,7 +277,7 @@ class _ResultSorter:
                 elif line.strip():
                     self._add_line(line, result_file, number)
         finally:
-            _close(stream)
+            close_stream(stream)
 
     def finish(self) -> list[_Spill]:
         """Close the spill files and return them, in line order, none above `bucket_bytes`
@@ -291,7 +291,7 @@ class _ResultSorter:
         return _split_large(self._spills, self._bucket_bytes, self._spill_dir)
 
     def _add_line(self, raw: bytes, result_file: ResultFile, line: int) -> None:
-        result = _json_object(raw)
+        result = json_object(raw)
         custom_id = result.get("custom_id") if result else None
         if result is None or not isinstance(custom_id, str):
             self.unplaced.add(UNREADABLE_RESULT_LINE, result_file, line, None)
@@ -645,21 +645,7 @@ def _lines_of(open_stream: Callable[[], Readable], max_line_bytes: int) -> Itera
     try:
         yield from iter_lines(stream, max_line_bytes=max_line_bytes)
     finally:
-        _close(stream)
-
-
-def _close(stream: Readable) -> None:
-    close = getattr(stream, "close", None)
-    if callable(close):
-        close()
-
-
-def _json_object(raw: bytes) -> dict[str, Any] | None:
-    try:
-        document = json.loads(raw)
-    except (ValueError, RecursionError):
-        return None
-    return document if isinstance(document, dict) else None
+        close_stream(stream)
 
 
 def _dict_or_none(value: object) -> dict[str, Any] | None:

@@ -17,6 +17,7 @@ from aws_lambda_powertools import Logger
 
 from batchdrop import SERVICE
 from batchdrop.domain.body_rules import VIDEOS_ENDPOINT
+from batchdrop.domain.lines import close_stream
 from batchdrop.domain.media import IMAGE_ENDPOINTS, completed_videos, save_images
 from batchdrop.errors import AlreadyWrittenError, OpenAIError
 from batchdrop.ports import BatchAPI, ObjectStore
@@ -69,7 +70,7 @@ class MediaSaver:
         try:
             save_images(results, workdir, save)
         finally:
-            _close(results)
+            close_stream(results)
         logger.info("images saved", extra={"prefix": prefix, "count": saved.count})
         return saved
 
@@ -86,7 +87,7 @@ class MediaSaver:
                     continue
                 saved.add(video.name)
         finally:
-            _close(results)
+            close_stream(results)
         logger.info(
             "videos saved",
             extra={"prefix": prefix, "count": saved.count, "missing": len(saved.missing)},
@@ -108,9 +109,3 @@ class MediaSaver:
             logger.warning("video not fetched", extra={"video_id": video_id, "error": str(error)})
             return False
         return True
-
-
-def _close(stream: object) -> None:
-    close = getattr(stream, "close", None)
-    if callable(close):
-        close()
