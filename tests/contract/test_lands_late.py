@@ -12,20 +12,15 @@ from openai import OpenAI
 
 from local.simulator import BatchSimulator
 from tests.contract.batch_inputs import chat_line, jsonl, upload
+from tests.contract.conftest import API_KEY
 
-API_KEY = "sk-lands-late-test-0000"
 CLIENT_TIMEOUT = 0.3  # seconds; a "hang" is only ever ended by this (or the fault's cap)
 LANDING_WAIT = 10.0  # a bound on a wait that ends as soon as the call has landed
 
 
 @pytest.fixture
-def sim() -> Iterator[BatchSimulator]:
-    with BatchSimulator(api_key=API_KEY, seed=11) as simulator:
-        yield simulator
-
-
-@pytest.fixture
 def client(sim: BatchSimulator) -> Iterator[OpenAI]:
+    """The conftest's simulator, with a client that gives up quickly and never retries."""
     sdk = OpenAI(api_key=API_KEY, base_url=sim.base_url, max_retries=0, timeout=CLIENT_TIMEOUT)
     yield sdk
     sdk.close()

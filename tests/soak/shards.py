@@ -80,11 +80,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{progress}: FAILED\n{output}\n  replay with: {shard.replay}", flush=True)
         totals = _totals(Path(scratch))
     elapsed = time.monotonic() - started
-    print(f"soak: {len(shards) - len(failed)}/{len(shards)} shards passed in {elapsed:.0f} s; "
-          + ", ".join(f"{value:,} {name}" for name, value in totals.items()))  # fmt: skip
+    passed = len(shards) - len(failed)
+    print(f"soak: {passed}/{len(shards)} shards passed in {elapsed:.0f} s; {figures_line(totals)}")
     for shard in failed:
         print(f"soak: replay the failed shard with: {shard.replay}")
     return 1 if failed else 0
+
+
+def figures_line(figures: dict[str, int]) -> str:
+    """A run's figures as one line: "208 uploads, 537 batches, ..."."""
+    return ", ".join(f"{value:,} {name}" for name, value in figures.items())
 
 
 def _line(output: str) -> str:

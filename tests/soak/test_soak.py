@@ -26,6 +26,7 @@ from tests.conftest import SleepRecorder
 from tests.soak.faults import plan_soak
 from tests.soak.harness import Soak
 from tests.soak.invariants import Evidence, check_all, sim_batches
+from tests.soak.shards import figures_line
 
 
 def test_seeded_fault_soak(
@@ -81,8 +82,7 @@ def _figures(soak: Soak, evidence: Evidence) -> dict[str, int]:
 
 
 def _report(figures: dict[str, int], seconds: float) -> None:
-    print("soak: " + ", ".join(f"{value:,} {name}" for name, value in figures.items())
-          + f" in {seconds:.1f} s", flush=True)  # fmt: skip
+    print(f"soak: {figures_line(figures)} in {seconds:.1f} s", flush=True)
     path = os.environ.get("SOAK_FIGURES")
     if path:
         Path(path).write_text(json.dumps(figures))
