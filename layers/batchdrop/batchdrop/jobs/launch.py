@@ -17,7 +17,7 @@ from batchdrop.domain.lines import normalised_lines
 from batchdrop.domain.split_plan import Part
 from batchdrop.errors import OpenAIError
 from batchdrop.ports import BatchAPI, BodyFactory, ObjectStore, Retry
-from batchdrop.records import Batch
+from batchdrop.records import Batch, BatchRecord, openai_fields
 
 logger = Logger(service=SERVICE, child=True)
 
@@ -250,6 +250,25 @@ def part_reference(metadata: Mapping[str, str]) -> tuple[str, int] | None:
     if not job_id or not index.isascii() or not index.isdigit():
         return None
     return job_id, int(index)
+
+
+def moved_to(item: BatchRecord, batch: Batch) -> BatchRecord:
+    """A part's record once it waits on another batch: whatever it waited for is over, and the
+    batches it had before stay in its history."""
+    return {
+        "batch_id": batch["id"],
+        "status": batch["status"],
+        "openai": openai_fields(batch),
+        "previous_batch_ids": [*item.get("previous_batch_ids", []), item["batch_id"]],
+        "retry_at": None,
+        "pending_token": None,
+        "pending_since": None,
+    }
+
+
+def resubmitted_to(item: BatchRecord, batch: Batch) -> BatchRecord:
+    """A part's record once its resubmission (under its `pending_token`) made `batch`."""
+    return {**moved_to(item, batch), "resubmits": int(item.get("resubmits", 0)) + 1}
 
 
 def part_filename(filename: str, index: int, count: int) -> str:

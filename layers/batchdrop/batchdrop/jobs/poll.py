@@ -22,7 +22,7 @@ from batchdrop.domain.model import TERMINAL_BATCH_STATUSES
 from batchdrop.errors import NoticeRefused, StaleRecordError
 from batchdrop.jobs.duplicate_batches import DuplicateBatchSweeper
 from batchdrop.jobs.finish_queue import FinishQueue
-from batchdrop.jobs.launch import BatchLauncher, batch_metadata
+from batchdrop.jobs.launch import BatchLauncher, batch_metadata, moved_to, resubmitted_to
 from batchdrop.jobs.outbox import NoticeOutbox
 from batchdrop.ports import BatchAPI, JobRepository
 from batchdrop.records import Batch, BatchFields, BatchRecord, openai_fields
@@ -217,11 +217,12 @@ class Poller:
         crashed tick may already have created is adopted, and cancelled by the next refresh."""
         token = item.get("pending_token")
         adopted = self._launcher.find(token, _pending_since(item)) if token else None
-        changes: BatchRecord = {"retry_at": None, "pending_token": None, "pending_since": None}
-        if adopted is None:
-            changes |= {"status": "cancelled", "final": True}
-        else:
-            changes |= _waits_on(item, adopted)
+        changes: BatchRecord = (
+            moved_to(item, adopted)
+            if adopted is not None
+            else {"retry_at": None, "pending_token": None, "pending_since": None,
+                  "status": "cancelled", "final": True}
+        )  # fmt: skip
         self._store.update_batch(
             item["job_id"], item["index"], changes, expected_version=int(item["version"])
         )
@@ -251,15 +252,10 @@ class Poller:
             ran = sum(_counts(batch)[1:])
             if batch["status"] in TERMINAL_BATCH_STATUSES and not ran:
                 continue  # ended without running anything: nothing to keep
-            changes: BatchRecord = {
-                **_waits_on(item, batch),
-                "retry_at": None,
-                "pending_token": None,
-                "pending_since": None,
-            }
             self._store.update_batch(
-                item["job_id"], item["index"], changes, expected_version=int(item["version"])
-            )
+                item["job_id"], item["index"], moved_to(item, batch),
+                expected_version=int(item["version"]),
+            )  # fmt: skip
             logger.info(
                 "a duplicate ran the part's requests: adopted instead of resubmitting",
                 extra={"job_id": item["job_id"], "batch_id": batch_id},
@@ -292,13 +288,7 @@ class Poller:
         self._store.update_batch(
             item["job_id"],
             item["index"],
-            {
-                **_waits_on(item, batch),
-                "resubmits": int(item.get("resubmits", 0)) + 1,
-                "retry_at": None,
-                "pending_token": None,
-                "pending_since": None,
-            },
+            resubmitted_to(item, batch),
             expected_version=int(item["version"]),
         )
         logger.info("resubmitted", extra={"job_id": item["job_id"], "batch_id": batch["id"]})
@@ -362,16 +352,6 @@ class Poller:
                 "final": changes.get("final", False),
             },
         )
-
-
-def _waits_on(item: BatchRecord, batch: Batch) -> BatchRecord:
-    """A part moves to a new batch; the batches it had before stay in its history."""
-    return {
-        "batch_id": batch["id"],
-        "status": batch["status"],
-        "openai": openai_fields(batch),
-        "previous_batch_ids": [*item.get("previous_batch_ids", []), item["batch_id"]],
-    }
 
 
 def _pending_since(item: BatchRecord) -> int:
