@@ -60,7 +60,8 @@ def batches(store: Any, clock: FakeClock) -> list[Any]:
     seen = [
         attempt(lambda: store.record_file(JOB, 0, {"file_id": "file-1", "note": None})),
         attempt(lambda: store.record_batch(JOB, 0, batch)),
-        attempt(lambda: store.record_batch(JOB, 0, batch)),
+        attempt(lambda: store.record_batch(JOB, 0, batch)),  # the same batch again: a no-op
+        attempt(lambda: store.record_batch(JOB, 0, {**batch, "id": "batch-9"})),
         attempt(lambda: store.record_file(JOB, 0, {"file_id": "file-2"})),
         attempt(lambda: store.record_file(JOB, 1, {"file_id": "file-3"})),
         attempt(lambda: store.record_batch(JOB, 1, {**batch, "id": "batch-2"})),

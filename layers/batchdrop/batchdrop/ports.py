@@ -211,7 +211,10 @@ class JobRepository(Protocol):
 
     def record_file(self, job_id: str, index: int, fields: BatchRecord) -> None: ...
 
-    def record_batch(self, job_id: str, index: int, batch: Batch) -> None: ...
+    def record_batch(self, job_id: str, index: int, batch: Batch) -> None:
+        """The part's first batch wins: recording it again changes nothing, and recording
+        another raises StaleRecordError."""
+        ...
 
     def update_batch(
         self,

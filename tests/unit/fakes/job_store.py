@@ -296,9 +296,13 @@ class FakeJobStore:
             "active_sk": f"{batch['created_at']:012d}#{job_id}#{index:04d}",
             "openai": openai_fields(batch),
         }
-        self._update(
-            batch_key(job_id, index), changes, lacks("batch_id"), "record_batch", bump_version=True
-        )
+        key = batch_key(job_id, index)
+        try:
+            self._update(key, changes, lacks("batch_id"), "record_batch", bump_version=True)
+        except StaleRecordError:
+            if self._items[_key(key)].get("batch_id") != batch["id"]:
+                raise
+            return
         if (self.get_job(job_id) or {}).get("cancel_requested"):
             self.update_batch(job_id, index, {"cancel_requested": True})
 

@@ -266,7 +266,8 @@ class JobStore:
 
     def record_batch(self, job_id: str, index: int, batch: Batch) -> None:
         """The batch exists on OpenAI: record it and put it on the active index, carrying its
-        job's cancel request if there is one."""
+        job's cancel request if there is one. The part's first batch wins: recording it again
+        changes nothing, and recording another raises StaleRecordError."""
         changes: BatchRecord = {
             "batch_id": batch["id"],
             "status": batch["status"],
@@ -274,9 +275,14 @@ class JobStore:
             "active_sk": f"{batch['created_at']:012d}#{job_id}#{index:04d}",
             "openai": openai_fields(batch),
         }
-        self._update(
-            batch_key(job_id, index), changes, Attr("batch_id").not_exists(), bump_version=True
-        )
+        key = batch_key(job_id, index)
+        try:
+            self._update(key, changes, Attr("batch_id").not_exists(), bump_version=True)
+        except StaleRecordError:
+            # The duplicate sweep recorded it first, and may have moved it on since.
+            if (self._get(key) or {}).get("batch_id") != batch["id"]:
+                raise
+            return
         # Cancel is a fact about the job: a batch recorded after its job was cancelled carries
         # the request too. `batchdrop cancel` flags the job first and then lists its batches, so
         # every batch is flagged by one side or the other.

@@ -4,6 +4,10 @@ The launcher waits for an ambiguous create to land before it creates again, but 
 longer than any wait, and a crashed submit can be retried before its last create landed. Each
 such race leaves two batches with one token, both billed. Once per tick this lists recent batches
 and cancels every batchdrop batch whose token is carried by the batch recorded on its part.
+
+Twins whose part records neither (their launch died, or is still deciding) are not left to run
+until the launch is resumed: the sweep records one on the part, with the same conditional write
+the launch uses, so whichever records first wins and the other's batch is the duplicate.
 """
 
 from __future__ import annotations
@@ -16,8 +20,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from batchdrop import SERVICE
 from batchdrop.domain.model import TERMINAL_BATCH_STATUSES
-from batchdrop.errors import OpenAIError
-from batchdrop.jobs.launch import part_reference
+from batchdrop.errors import OpenAIError, StaleRecordError
+from batchdrop.jobs.launch import part_reference, resubmitted_to
 from batchdrop.ports import BatchAPI, JobRepository
 from batchdrop.records import Batch, BatchRecord
 
@@ -40,23 +44,25 @@ class DuplicateBatchSweeper:
         self._store = store
         self._metrics = metrics
 
-    def sweep_safely(self, items: list[BatchRecord], time_left: Callable[[], float]) -> int:
-        """Sweep; a failure is logged and counted and never stops the tick."""
+    def sweep_safely(self, items: list[BatchRecord], time_left: Callable[[], float]) -> int | None:
+        """Sweep; a failure is logged and counted, never stops the tick, and returns None."""
         if time_left() < SWEEP_RESERVE_SECONDS:
             return 0
         try:
             return self.sweep(items)
         except Exception:
-            logger.exception("the duplicate-batch sweep failed; the next tick sweeps again")
+            logger.exception("the duplicate-batch sweep failed")
             self._metrics.add_metric("DuplicateSweepFailed", MetricUnit.Count, 1)
-            return 0
+            return None
 
     def sweep(self, items: list[BatchRecord]) -> int:
         """Cancel the duplicates of the active items' batches; how many were cancelled."""
         created = [int(item["openai"]["created_at"]) for item in items if _has_batch(item)]
-        if not created:
-            return 0  # nothing recorded, so nothing a duplicate could be told apart from
-        horizon = min(created) - DUPLICATE_LOOKBACK_SECONDS
+        if not created and next(self._store.submitting_jobs(), None) is None:
+            return 0  # nothing launched or launching: an idle tick calls nobody
+        # Back past the oldest active batch, or past now: twins of a launch that died before
+        # recording either belong to no active batch.
+        horizon = min([*created, self._store.now()]) - DUPLICATE_LOOKBACK_SECONDS
         return sum(self._resolve(group) for group in self._shared_tokens(horizon))
 
     def _shared_tokens(self, horizon: int) -> Iterable[list[Batch]]:
@@ -79,11 +85,11 @@ class DuplicateBatchSweeper:
         recorded = [p for p in self._store.batches(job_id) if int(p["index"]) == index]
         part: BatchRecord = recorded[0] if recorded else {}
         known = {part.get("batch_id"), *part.get("previous_batch_ids", [])}
-        ids = [batch["id"] for batch in group]
-        if not known.intersection(ids):
-            # Not recorded yet: its launch is still deciding which batch to keep.
-            logger.info("batches share a token no part records yet", extra={"batch_ids": ids})
-            return 0
+        if not known.intersection(batch["id"] for batch in group):
+            kept = self._record_one(part, group)
+            if kept is None:
+                return 0
+            part, known = kept, {*known, kept["batch_id"]}
         extra = [batch for batch in group if batch["id"] not in known]
         # A part waiting out the token limit keeps a live duplicate: it got through, and the
         # poller adopts it instead of resubmitting (one is kept; the others go).
@@ -104,6 +110,36 @@ class DuplicateBatchSweeper:
             )  # fmt: skip
         return len(cancelled)
 
+    def _record_one(self, part: BatchRecord, group: list[Batch]) -> BatchRecord | None:
+        """Twins of a launch that recorded neither: record the one to keep on the part, as its
+        launch would have (the part's first batch, or its pending resubmission). The part as it
+        now is; None when the token is not the part's to launch, or a launch recorded first."""
+        token = (group[0].get("metadata") or {})["submission_token"]
+        keep = min(group, key=_keeping_order)
+        job_id, index = part.get("job_id", ""), int(part.get("index", 0))
+        try:
+            if "batch_id" not in part and part.get("submission_token") == token:
+                self._store.record_batch(job_id, index, keep)
+                changes: BatchRecord = {"batch_id": keep["id"]}
+            elif "batch_id" in part and part.get("pending_token") == token:
+                changes = resubmitted_to(part, keep)
+                self._store.update_batch(
+                    job_id, index, changes, expected_version=int(part["version"])
+                )
+            else:
+                logger.info(
+                    "batches share a token their part does not launch",
+                    extra={"job_id": job_id, "part": index, "batch_ids": [b["id"] for b in group]},
+                )
+                return None
+        except StaleRecordError:
+            return None  # its launch recorded one meanwhile: the next sweep settles the rest
+        logger.warning(
+            "recorded one of the twins of an unfinished launch",
+            extra={"job_id": job_id, "part": index, "kept": keep["id"]},
+        )
+        return {**part, **changes}
+
     def _cancel(self, batch_id: str) -> bool:
         try:
             self._api.cancel_batch(batch_id)
@@ -112,6 +148,14 @@ class DuplicateBatchSweeper:
             self._metrics.add_metric("DuplicateSweepFailed", MetricUnit.Count, 1)
             return False
         return True
+
+
+def _keeping_order(batch: Batch) -> tuple[bool, int, int, str]:
+    """Which twin to keep first: a live one, then the one that ran the most (what it ran was
+    paid for), then the oldest (the furthest along)."""
+    counts = batch.get("request_counts") or {}
+    ran = counts.get("completed", 0) + counts.get("failed", 0)
+    return (batch["status"] in _LEFT_ALONE, -ran, batch["created_at"], batch["id"])
 
 
 def _has_batch(item: BatchRecord) -> bool:

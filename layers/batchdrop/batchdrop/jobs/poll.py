@@ -125,7 +125,7 @@ class Poller:
         items = list(self._store.active_batches())
         summary.active = len(items)
         self._metrics.add_metric("PollTickActive", MetricUnit.Count, len(items))
-        self._duplicates.sweep_safely(items, time_left)
+        swept = self._duplicates.sweep_safely(items, time_left)
         # A job is handed to the finisher only once every one of its batches is final.
         ready = {item["job_id"]: True for item in items}
         with ThreadPoolExecutor(max_workers=self._concurrency) as pool:
@@ -144,6 +144,10 @@ class Poller:
                 summary.resubmitted += outcome == "resubmitted"
                 if outcome != "final":
                     ready[item["job_id"]] = False
+        if swept is None:
+            # A duplicate left to the next tick may have run requests by then: once the
+            # refreshes have given OpenAI a moment, sweep again.
+            self._duplicates.sweep_safely(items, time_left)
         # Every ready job gets a turn, oldest attempt first; none can hold up the others.
         summary.finished_jobs = self._finishing.run(
             [job for job, is_ready in ready.items() if is_ready], time_left
