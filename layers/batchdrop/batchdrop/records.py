@@ -218,3 +218,9 @@ def openai_fields(batch: Batch) -> BatchFields:
     fields: Mapping[str, object] = batch
     kept = {name: fields[name] for name in _KEPT_BATCH_FIELDS if fields.get(name) is not None}
     return cast(BatchFields, kept)
+
+
+def requests_run(batch: BatchFields) -> int:
+    """How many of a batch's requests ran (completed or failed): what it has cost so far."""
+    counts = batch.get("request_counts") or {}
+    return counts.get("completed", 0) + counts.get("failed", 0)

@@ -23,7 +23,7 @@ from batchdrop.domain.model import TERMINAL_BATCH_STATUSES
 from batchdrop.errors import OpenAIError, StaleRecordError
 from batchdrop.jobs.launch import part_reference, resubmitted_to
 from batchdrop.ports import BatchAPI, JobRepository
-from batchdrop.records import Batch, BatchRecord
+from batchdrop.records import Batch, BatchRecord, requests_run
 
 logger = Logger(service=SERVICE, child=True)
 
@@ -153,9 +153,7 @@ class DuplicateBatchSweeper:
 def _keeping_order(batch: Batch) -> tuple[bool, int, int, str]:
     """Which twin to keep first: a live one, then the one that ran the most (what it ran was
     paid for), then the oldest (the furthest along)."""
-    counts = batch.get("request_counts") or {}
-    ran = counts.get("completed", 0) + counts.get("failed", 0)
-    return (batch["status"] in _LEFT_ALONE, -ran, batch["created_at"], batch["id"])
+    return (batch["status"] in _LEFT_ALONE, -requests_run(batch), batch["created_at"], batch["id"])
 
 
 def _has_batch(item: BatchRecord) -> bool:

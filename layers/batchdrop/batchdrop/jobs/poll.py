@@ -25,7 +25,7 @@ from batchdrop.jobs.finish_queue import FinishQueue
 from batchdrop.jobs.launch import BatchLauncher, batch_metadata, moved_to, resubmitted_to
 from batchdrop.jobs.outbox import NoticeOutbox
 from batchdrop.ports import BatchAPI, JobRepository
-from batchdrop.records import Batch, BatchFields, BatchRecord, openai_fields
+from batchdrop.records import Batch, BatchFields, BatchRecord, openai_fields, requests_run
 
 logger = Logger(service=SERVICE, child=True)
 
@@ -253,7 +253,7 @@ class Poller:
         own = {item.get("batch_id"), *item.get("previous_batch_ids", [])}
         for batch_id in sorted(set(item.get("duplicate_batch_ids", ())) - own):
             batch = self._api.retrieve_batch(batch_id)
-            ran = sum(_counts(batch)[1:])
+            ran = requests_run(batch)
             if batch["status"] in TERMINAL_BATCH_STATUSES and not ran:
                 continue  # ended without running anything: nothing to keep
             self._store.update_batch(
