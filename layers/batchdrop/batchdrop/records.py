@@ -199,6 +199,8 @@ class BatchRecord(TypedDict, total=False):
     parked_sk: str
     final: bool
     cancel_requested: bool
+    # when a poll tick last took over a launch left unfinished (its lease runs from then)
+    launch_taken_at: int | None
     # token-limit resubmissions
     retry_at: int | None
     pending_token: str | None

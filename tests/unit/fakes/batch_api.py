@@ -50,6 +50,7 @@ class FakeBatchAPI:
         self._clock = clock
         self._lock = threading.Lock()
         self._failures: dict[str, list[_Failure | None]] = {}
+        self._hooks: dict[str, list[Callable[[], None]]] = {}
         self._ids = 0
         self.files: dict[str, bytes] = {}
         self.videos: dict[str, bytes] = {}  # a video's content by its id
@@ -78,6 +79,11 @@ class FakeBatchAPI:
         never heard)."""
         failure = _Failure(error, takes_effect)
         self._failures.setdefault(method, []).extend([None] * after + [failure] * times)
+
+    def before(self, method: str, hook: Callable[[], None]) -> None:
+        """Run `hook()` the next time `method` is called, before it runs (once): another
+        caller's whole step can be placed exactly there."""
+        self._hooks.setdefault(method, []).append(hook)
 
     def count(self, method: str) -> int:
         return self.calls.count(method)
@@ -285,6 +291,10 @@ class FakeBatchAPI:
             self.calls.append(method)
             failures = self._failures.get(method)
             failure = failures.pop(0) if failures else None
+            hooks = self._hooks.get(method)
+            hook = hooks.pop(0) if hooks else None
+        if hook is not None:
+            hook()
         if failure is None:
             return action()
         if failure.takes_effect:

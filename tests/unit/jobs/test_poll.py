@@ -4,6 +4,8 @@ one warning for a stuck batch, and what a tick leaves for the next when time run
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from batchdrop.domain.limits import Limits
@@ -13,6 +15,7 @@ from batchdrop.jobs.poll import (
     TOKEN_LIMIT_FIRST_WAIT_SECONDS,
     TOKEN_LIMIT_MAX_RESUBMITS,
     TOKEN_LIMIT_MAX_WAIT_SECONDS,
+    TickSummary,
 )
 from batchdrop.records import openai_fields
 from tests.support import Crash
@@ -376,6 +379,71 @@ def test_a_follow_up_recorded_without_its_batch_is_launched_once_its_lease_lapse
     batch_id = world.store.part(job_id, 1)["batch_id"]
     assert world.api.batches[batch_id]["metadata"]["submission_token"] == "tok-1"
     assert world.api.count("create_batch") == 2
+
+
+def _follow_up_left_unlaunched(world: World) -> tuple[str, int]:
+    """A follow-up round recorded its part, then every create failed: no batch is recorded."""
+    job_id = submitted(world)
+    world.store.add_follow_up(
+        job_id,
+        1,
+        {"kind": "follow_up", "round": 1, "file_id": world.store.part(job_id, 0)["file_id"],
+         "submission_token": "tok-1", "request_count": 3, "status": "uploaded"},
+    )  # fmt: skip
+    return job_id, 1
+
+
+def _resubmission_left_unlaunched(world: World) -> tuple[str, int]:
+    """A token-limit resubmission recorded its token, then its tick died before the create."""
+    job_id = submitted(world)
+    world.api.fail(batch_of(world, job_id), TOKEN_LIMIT)
+    world.tick()
+    world.clock.advance(TOKEN_LIMIT_FIRST_WAIT_SECONDS)
+    world.api.fail_next("create_batch", Crash("the tick died before OpenAI had the create"))
+    assert world.tick().errors == 1
+    return job_id, 0
+
+
+LEFT_UNLAUNCHED = [_follow_up_left_unlaunched, _resubmission_left_unlaunched]
+
+
+@pytest.mark.parametrize("left_unlaunched", LEFT_UNLAUNCHED)
+def test_a_tick_that_overlaps_the_one_taking_over_a_lapsed_launch_creates_nothing(
+    left_unlaunched: Callable[[World], tuple[str, int]], world: World
+) -> None:
+    """Seed 5021 of the soak: two ticks found the same launch lapsed, both looked for its
+    batch before either had created it, and both created one: two live batches, one token."""
+    job_id, index = left_unlaunched(world)
+    world.clock.advance(LAUNCH_LEASE_SECONDS)
+    creates = world.api.count("create_batch")
+    overlapping: list[TickSummary] = []
+    world.api.before("create_batch", lambda: overlapping.append(world.tick()))
+
+    world.tick()
+
+    assert len(overlapping) == 1  # the second tick ran while the first was creating
+    assert world.api.count("create_batch") == creates + 1
+    assert world.store.part(job_id, index)["batch_id"] == list(world.api.batches)[-1]
+
+
+@pytest.mark.parametrize("left_unlaunched", LEFT_UNLAUNCHED)
+def test_of_two_ticks_that_find_a_launch_lapsed_only_the_first_to_take_it_creates(
+    left_unlaunched: Callable[[World], tuple[str, int]], world: World
+) -> None:
+    """Both read the part before either took the launch over: the slower one's take is
+    refused by the record's version, so it leaves the launch to the other."""
+    job_id, index = left_unlaunched(world)
+    world.clock.advance(LAUNCH_LEASE_SECONDS)
+    creates = world.api.count("create_batch")
+    faster: list[TickSummary] = []
+    world.store.before("update_batch", lambda *_, **__: faster.append(world.tick()))
+
+    slower = world.tick()
+
+    assert len(faster) == 1  # it took the launch just before the slower tick's own take
+    assert (faster[0].changed, slower.changed) == (1, 0)
+    assert world.api.count("create_batch") == creates + 1
+    assert world.store.part(job_id, index)["batch_id"] == list(world.api.batches)[-1]
 
 
 def test_a_duplicate_that_ran_requests_is_adopted_not_sent_again_after_the_token_limit(

@@ -263,6 +263,7 @@ def moved_to(item: BatchRecord, batch: Batch) -> BatchRecord:
         "retry_at": None,
         "pending_token": None,
         "pending_since": None,
+        "launch_taken_at": None,
     }
 
 

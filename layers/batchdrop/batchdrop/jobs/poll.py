@@ -275,18 +275,12 @@ class Poller:
         if token is None:
             # Remember the token before creating, so a crash in between adopts, not duplicates.
             token = uuid.uuid4().hex
-            self._store.update_batch(
-                item["job_id"],
-                item["index"],
-                {"pending_token": token, "pending_since": now},
-                expected_version=int(item["version"]),
-            )
-            item = {**item, "pending_token": token, "pending_since": now}
-            item["version"] = int(item["version"]) + 1
+            item = self._take_launch(item, {"pending_token": token, "pending_since": now})
             look_first = False
-        elif now - _pending_since(item) < LAUNCH_LEASE_SECONDS:
+        elif _launch_leased(item, _pending_since(item), now):
             return "unchanged"  # another tick may still be creating it
         else:
+            item = self._take_launch(item, {"launch_taken_at": now})
             look_first = True
         batch = self._launch(item, token, _pending_since(item), look_first=look_first)
         self._store.update_batch(
@@ -297,6 +291,16 @@ class Poller:
         )
         logger.info("resubmitted", extra={"job_id": item["job_id"], "batch_id": batch["id"]})
         return "resubmitted"
+
+    def _take_launch(self, item: BatchRecord, changes: BatchRecord) -> BatchRecord:
+        """Make this tick the one that launches the part's batch: a write checked against the
+        version the tick read, so of overlapping ticks that read the same record only one gets
+        on to create (the others' StaleRecordError leaves the part "unchanged" for them).
+        Returns the record as written."""
+        self._store.update_batch(
+            item["job_id"], item["index"], changes, expected_version=int(item["version"])
+        )
+        return {**item, **changes, "version": int(item["version"]) + 1}
 
     def _launch(
         self, item: BatchRecord, token: str, recorded_at: int, *, look_first: bool
@@ -314,8 +318,10 @@ class Poller:
     def _launch_interrupted(self, item: BatchRecord) -> str:
         """A follow-up whose file was uploaded but whose batch was never recorded: finish the
         launch, adopting the batch if it was created. Recent ones may still be mid-launch."""
-        if self._store.now() - int(item["created_at"]) < LAUNCH_LEASE_SECONDS:
+        now = self._store.now()
+        if _launch_leased(item, int(item["created_at"]), now):
             return "unchanged"
+        item = self._take_launch(item, {"launch_taken_at": now})
         batch = self._launch(
             item, str(item["submission_token"]), int(item["created_at"]), look_first=True
         )
@@ -356,6 +362,13 @@ class Poller:
                 "final": changes.get("final", False),
             },
         )
+
+
+def _launch_leased(item: BatchRecord, began_at: int, now: int) -> bool:
+    """Whether a launch that began at `began_at` may still be under way, in the tick that began
+    it or in the last one that took it over: either may still be creating its batch."""
+    taken_at = max(began_at, int(item.get("launch_taken_at") or 0))
+    return now - taken_at < LAUNCH_LEASE_SECONDS
 
 
 def _pending_since(item: BatchRecord) -> int:
