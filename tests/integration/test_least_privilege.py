@@ -136,7 +136,7 @@ def test_the_template_declares_the_grants_the_report_starts_from() -> None:
     assert (
         Grant(
             "PollFunctionRole",
-            "poll/TrackJobs",
+            "poll/FindActiveWork",
             "dynamodb:Query",
             "${JobsTable.Arn}/index/ActiveIndex",
         )
@@ -248,7 +248,7 @@ def key_arn(stack: DeployedStack) -> str:
     ("stack", "expected"),
     [
         pytest.param(
-            ("PollFunctionRole", "TrackJobs", "dynamodb:Query"),
+            ("PollFunctionRole", "FindActiveWork", "dynamodb:Query"),
             lambda stack: (
                 f"PollFunction dynamodb.Query needs dynamodb:Query on {index_arn(stack)}: "
                 "not allowed by PollFunctionRole"

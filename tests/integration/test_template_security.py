@@ -72,9 +72,9 @@ EXPECTED_GRANTS: dict[str, dict[str, set[str]]] = {
         "s3:AbortMultipartUpload": {"bucket/results/*"},
         # Only so that reading results/<name>/latest.json before it exists answers 404, not 403.
         "s3:ListBucket": {"bucket"},
-        "dynamodb:GetItem": {"JobsTable", "JobsTable/index/ActiveIndex"},
-        "dynamodb:PutItem": {"JobsTable", "JobsTable/index/ActiveIndex"},
-        "dynamodb:UpdateItem": {"JobsTable", "JobsTable/index/ActiveIndex"},
+        "dynamodb:GetItem": {"JobsTable"},
+        "dynamodb:PutItem": {"JobsTable"},
+        "dynamodb:UpdateItem": {"JobsTable"},
         "dynamodb:Query": {"JobsTable", "JobsTable/index/ActiveIndex"},
         "sns:Publish": {"NotificationTopic"},
         "secretsmanager:GetSecretValue": {"OpenAIApiKeySecret"},
