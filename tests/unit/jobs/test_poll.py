@@ -358,29 +358,6 @@ def test_with_time_to_refresh_but_not_to_finish_the_job_waits_for_the_next_tick(
 # --- a follow-up whose launch was interrupted ---------------------------------------------------
 
 
-def test_a_follow_up_recorded_without_its_batch_is_launched_once_its_lease_lapses(
-    world: World,
-) -> None:
-    job_id = submitted(world)
-    file_id = world.store.part(job_id, 0)["file_id"]
-    world.store.add_follow_up(
-        job_id,
-        1,
-        {"kind": "follow_up", "round": 1, "file_id": file_id, "submission_token": "tok-1",
-         "request_count": 3, "status": "uploaded"},
-    )  # fmt: skip
-
-    world.clock.advance(LAUNCH_LEASE_SECONDS - 1)
-    world.tick()
-    assert "batch_id" not in world.store.part(job_id, 1)
-    world.clock.advance(1)
-    world.tick()
-
-    batch_id = world.store.part(job_id, 1)["batch_id"]
-    assert world.api.batches[batch_id]["metadata"]["submission_token"] == "tok-1"
-    assert world.api.count("create_batch") == 2
-
-
 def _follow_up_left_unlaunched(world: World) -> tuple[str, int]:
     """A follow-up round recorded its part, then every create failed: no batch is recorded."""
     job_id = submitted(world)
@@ -402,6 +379,22 @@ def _resubmission_left_unlaunched(world: World) -> tuple[str, int]:
     world.api.fail_next("create_batch", Crash("the tick died before OpenAI had the create"))
     assert world.tick().errors == 1
     return job_id, 0
+
+
+def test_a_follow_up_recorded_without_its_batch_is_launched_once_its_lease_lapses(
+    world: World,
+) -> None:
+    job_id, index = _follow_up_left_unlaunched(world)
+
+    world.clock.advance(LAUNCH_LEASE_SECONDS - 1)
+    world.tick()
+    assert "batch_id" not in world.store.part(job_id, index)
+    world.clock.advance(1)
+    world.tick()
+
+    batch_id = world.store.part(job_id, index)["batch_id"]
+    assert world.api.batches[batch_id]["metadata"]["submission_token"] == "tok-1"
+    assert world.api.count("create_batch") == 2
 
 
 LEFT_UNLAUNCHED = [_follow_up_left_unlaunched, _resubmission_left_unlaunched]
